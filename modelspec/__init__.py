@@ -1,0 +1,1 @@
+"""modelspec: a declarative model-spec compiler for deep learning."""

@@ -1,0 +1,36 @@
+"""The hook specification: the one way anything is added to modelspec.
+
+Built-in ops (and later optimizers, losses, backends...) are registered by
+plain modules implementing these hooks, exactly as a third-party plugin
+installed under the entry-point group `modelspec` does.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "modelspec"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# ---- language: ops --------------------------------------------------------------
+
+
+@hookspec
+def mspec_ops() -> list:
+    """Return the ops this plugin adds, as a list of `modelspec.ops.OpSpec` instances.
+
+    An op name may be registered by one plugin only; a clash is reported
+    naming both plugins.
+    """
+
+
+# ---- training regimes: components a `train` block names -----------------------
+
+
+@hookspec
+def mspec_train_components() -> list:
+    """Return `modelspec.train.components.Component` instances: optimizers,
+    schedules, losses, metrics and datasets, each with the pydantic model of
+    its arguments (what `mspec check` validates a `train` setting against)."""
