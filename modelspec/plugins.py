@@ -35,6 +35,7 @@ class Registry:
     components: dict = field(default_factory=dict)  # (kind, name) -> Component
     component_owner: dict = field(default_factory=dict)
     problems: list[PluginProblem] = field(default_factory=list)
+    plugins: set[str] = field(default_factory=set)  # names a spec's `use "..."` may require
 
     def op(self, name: str):
         return self.ops.get(name)
@@ -61,6 +62,11 @@ def make_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
 
 def build_registry(pm: pluggy.PluginManager) -> Registry:
     registry = Registry()
+    for name, plugin in pm.list_name_plugin():
+        registry.plugins.add(name)
+        dist = pm.get_plugin(name) and dict(pm.list_plugin_distinfo()).get(plugin)
+        if dist is not None:
+            registry.plugins.add(dist.project_name)
     for impl in pm.hook.mspec_ops.get_hookimpls():
         owner = impl.plugin_name
         try:

@@ -1,1 +1,48 @@
+"""The `mspec` command: a thin layer over the API.
 
+Each subcommand lives in its own module; `main` turns any unexpected
+exception into an internal-error message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from modelspec.cli.check import check_command
+from modelspec.cli.summary import summary_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="modelspec", prog_name="mspec")
+def cli() -> None:
+    """modelspec: check, summarise and compile .mspec model specs."""
+
+
+cli.add_command(check_command)
+cli.add_command(summary_command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return cli.main(args=argv, prog_name="mspec", standalone_mode=True) or 0
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except RecursionError:
+        click.echo("error: the spec is nested too deeply to process", err=True)
+        return 1
+    except Exception as exc:  # a bug in modelspec, not a user mistake
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in modelspec; please report it with the spec that caused it.",
+            err=True,
+        )
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

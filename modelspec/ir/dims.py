@@ -128,7 +128,7 @@ class Dim:
         other = Dim.of(other)
         if len(other.terms) != 1:
             return self if other == self else (Dim.const(1) if self == other else None)
-        (dmono, dcoef), = other.terms
+        ((dmono, dcoef),) = other.terms
         if dcoef == 0:
             return None
         terms = {}
@@ -199,7 +199,8 @@ class Dim:
             return "0"
         parts = []
         for i, (mono, coef) in enumerate(reversed(self.terms)):
-            names = "*".join(_atom_text(a) for a in _group(mono))
+            alone = len(mono) == 1 and abs(coef) == 1
+            names = "*".join(_atom_text(a, alone) for a in mono)
             if mono == ():
                 body = str(abs(coef))
             elif abs(coef) == 1:
@@ -226,12 +227,11 @@ def _mono_key(mono) -> tuple:
     return (len(mono), [_atom_key(a) for a in mono])
 
 
-def _group(mono):
-    return mono
-
-
-def _atom_text(atom) -> str:
-    return atom if isinstance(atom, str) else str(atom)
+def _atom_text(atom, alone: bool) -> str:
+    if isinstance(atom, str):
+        return atom
+    # `B*((T + 1)//2)`: a floor inside a product needs its own parentheses.
+    return str(atom) if alone else f"({atom})"
 
 
 def dim_text(dim: int | Dim) -> str:
@@ -243,3 +243,53 @@ def as_int(dim: int | Dim) -> int | None:
     if isinstance(dim, Dim):
         return dim.value if dim.is_const else None
     return int(dim)
+
+
+def parse_dim(text: str) -> Dim:
+    """Read back the text `str(dim)` writes (for the IR's JSON form)."""
+    import re
+
+    tokens = re.findall(r"\d+|[A-Za-z_][A-Za-z0-9_]*|//|[-+*%()]", text)
+    pos = 0
+
+    def peek():
+        return tokens[pos] if pos < len(tokens) else None
+
+    def take():
+        nonlocal pos
+        pos += 1
+        return tokens[pos - 1]
+
+    def expr() -> Dim:
+        sign = 1
+        if peek() == "-":
+            take()
+            sign = -1
+        value = term() * sign
+        while peek() in ("+", "-"):
+            op = take()
+            value = value + term() if op == "+" else value - term()
+        return value
+
+    def term() -> Dim:
+        value = atom()
+        while peek() in ("*", "//", "%"):
+            op = take()
+            right = atom()
+            value = value * right if op == "*" else (value // right if op == "//" else value % right)
+        return value
+
+    def atom() -> Dim:
+        token = take()
+        if token == "(":
+            value = expr()
+            take()  # ")"
+            return value
+        if token.isdigit():
+            return Dim.const(int(token))
+        return Dim.sym(token)
+
+    result = expr()
+    if pos != len(tokens):
+        raise ValueError(f"cannot read dimension {text!r}")
+    return result

@@ -225,9 +225,7 @@ def evaluate_setting(
                     kwarg_spans[arg.name] = arg.span
                 else:
                     raise CompileError(error("E0307", "`in -> out` is only for layers", arg.span, "not allowed here"))
-            return CallValue(
-                e.func.id, e.func.span, e.span, tuple(args), tuple(arg_spans), kwargs, kwarg_spans
-            )
+            return CallValue(e.func.id, e.func.span, e.span, tuple(args), tuple(arg_spans), kwargs, kwarg_spans)
         if isinstance(e, ast.Attribute):
             base = ev(e.value)
             if isinstance(base, Ref):

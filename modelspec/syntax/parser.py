@@ -425,7 +425,7 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str):
                 "E0003",
                 "unterminated string",
                 span,
-                "this string has no closing `\"`",
+                'this string has no closing `"`',
                 help='close it with `"` before the end of the line',
             )
         shown = repr(char)[1:-1] if not char.isprintable() or char == " " else char

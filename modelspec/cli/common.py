@@ -1,0 +1,38 @@
+"""Helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from modelspec.diagnostics import Diagnostic, Severity, SourceMap, render_all, render_json
+
+
+def use_color(stream=None) -> bool:
+    stream = stream or sys.stderr
+    import os
+
+    if os.environ.get("NO_COLOR"):
+        return False
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def report(diagnostics: list[Diagnostic], sources: SourceMap, fmt: str = "human") -> None:
+    if fmt == "json":
+        click.echo(render_json(diagnostics))
+        return
+    if diagnostics:
+        click.echo(render_all(diagnostics, sources, color=use_color()), err=True)
+        errors = sum(d.severity is Severity.ERROR for d in diagnostics)
+        warnings = len(diagnostics) - errors
+        parts = []
+        if errors:
+            parts.append(f"{errors} error{'s' if errors != 1 else ''}")
+        if warnings:
+            parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+        click.echo("\n" + ", ".join(parts), err=True)
+
+
+def has_errors(diagnostics: list[Diagnostic]) -> bool:
+    return any(d.severity is Severity.ERROR for d in diagnostics)
