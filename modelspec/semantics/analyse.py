@@ -129,7 +129,9 @@ class Analyser:
                 positional.append((self.const(arg.value), arg.span))
             else:
                 raise CompileError(error("E0307", "`in -> out` has no meaning for a model", arg.span, "here"))
-        return self.build_model(base, decl.name, positional, keywords, decl.span)
+        model = self.build_model(base, decl.name, positional, keywords, decl.span)
+        model.span = decl.name_span  # the variant's own declaration
+        return model
 
     def const(self, expr: ast.Expr) -> Any:
         return C.evaluate_setting(expr, {})

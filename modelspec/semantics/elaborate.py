@@ -880,6 +880,9 @@ class Elaborator:
             cost = op.cost(types, args, outputs[0])
         except ShapeError as exc:
             raise CompileError(self.shape_error(exc, op_name, inputs, input_spans, spans, whole.span)) from None
+        for param in params:
+            if param.tied_to:
+                self.check_tie(param, frame, spans.get("tie", whole.span))
         if node_name is not None:
             name, span = node_name
             if name in frame.builder.used:
@@ -910,6 +913,38 @@ class Elaborator:
         return RecordValue(
             {str(k): TensorValue(f"{name}:{k}", t, whole.span) for k, t in enumerate(outputs)}, whole.span
         )
+
+    def check_tie(self, param, frame: Frame, span: Span) -> None:
+        """A tied parameter must name an existing parameter of the same shape."""
+        target_node, _, target_param = param.tied_to.rpartition(".")
+        node = frame.builder.graph.node(target_node)
+        if node is None:
+            layers = [n.name for n in frame.builder.graph.nodes if n.params]
+            raise CompileError(
+                error(
+                    "E0201",
+                    f"cannot find a layer `{target_node}` to tie `{param.name}` to",
+                    span,
+                    "not a layer in this scope",
+                    help=suggestion(target_node, layers) or "tie to a layer declared earlier with `name=`",
+                )
+            )
+        target = next((p for p in node.params if p.name == target_param), None)
+        if target is None:
+            raise CompileError(
+                error("E0201", f"layer `{target_node}` has no parameter `{target_param}` to share", span, "here")
+            )
+        if tuple(target.shape) != tuple(param.shape):
+            raise CompileError(
+                error(
+                    "E0301",
+                    f"cannot tie `{param.name}` of shape {list(param.shape)} to `{param.tied_to}` of shape "
+                    f"{list(target.shape)}",
+                    span,
+                    "shapes differ",
+                    secondary=[Label(node.span, f"`{target_node}` is declared here")] if node.span else [],
+                )
+            )
 
     def argument_errors(self, op, op_name: str, exc: ValidationError, spans: dict[str, Span], call: Span):
         out = []

@@ -325,7 +325,8 @@ def _repeat_kind(node: Node) -> str:
 
 
 def _note(node: Node) -> str:
-    if node.cost_note:
+    # Only notes on work that is counted matter here (e.g. causal attention).
+    if node.cost_note and not (node.flops.is_const and node.flops.value == 0):
         return f"{node.name}: {node.cost_note}"
     for graph in ([node.body] if node.body else []) + list(node.iterations):
         for inner in graph.nodes:
