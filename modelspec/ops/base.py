@@ -8,8 +8,12 @@ How a call maps onto an OpSpec (the elaborator does this, see
 `modelspec.semantics.elaborate`):
 
 - leading tensor-valued positional arguments are the op's tensor inputs
-  (`x |> f(a)` is `f(x, a)`); their count must fit `min_inputs..max_inputs`;
-- the remaining positional arguments fill `positional` in order;
+  (`x |> f(a)` is `f(x, a)`); their count must fit `min_inputs..max_inputs`
+  (`max_inputs=None`: any number, e.g. `concat(a, b, c, dim=1)`;
+  `min_inputs=0`: a source op such as `positions(T)`);
+- the remaining positional arguments fill `positional` in order; a name
+  written `*name` (always last) takes all the rest as a tuple, like Python's
+  `*args` (`reshape(B, T, 12, -1)` gives `shape=(B, T, 12, -1)`);
 - `in -> out` fills the two names in `arrow`;
 - keyword arguments fill `Args` fields by name; unknown names are errors;
 - arguments named in `identifier_args` take a bare name unevaluated
@@ -22,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 from modelspec.ir.dims import Dim
 from modelspec.ir.types import TensorType
@@ -48,6 +52,10 @@ def _to_dim(value: Any) -> Dim:
 
 # A size that may be symbolic (`positions(T)`, `reshape(B, T, -1)`).
 DimArg = Annotated[Dim, BeforeValidator(_to_dim), PlainSerializer(str, return_type=str)]
+
+# Integer argument types for kernel sizes, strides and paddings.
+PosInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
 
 
 class ShapeError(Exception):
@@ -108,7 +116,18 @@ class ParamSpec:
 @dataclass(frozen=True)
 class Cost:
     """Forward cost of one call. FLOPs count a multiply-add as two; `macs`
-    counts multiply-accumulates of matrix work separately."""
+    counts multiply-accumulates of matrix work separately.
+
+    The built-in ops count, per output element unless said otherwise:
+    matrix and convolution work 2 FLOPs per MAC (+1 per output for a bias);
+    `add`/`sub`/`mul`/`div`/`relu`/`positional_encoding` 1; `leaky_relu` 2;
+    `rotary` 3; `sigmoid` 4; `silu`, `tanh`, `softmax`, `log_softmax` 5;
+    `gelu` 8; norms 5 (+1 for a scale, +1 for a shift); `mean` 1 per input
+    element; pooling 1 per window element read; attention 5 per score for
+    the softmax on top of its two products; reshapes, views, `dropout`
+    (the identity in inference), `embedding` lookups and `identity` 0.
+    `note` says what the count leaves out or overstates (e.g. causal masks).
+    """
 
     flops: Dim = field(default_factory=lambda: Dim.const(0))
     macs: Dim = field(default_factory=lambda: Dim.const(0))
@@ -193,3 +212,122 @@ def broadcast(a: TensorType, b: TensorType, what: str) -> tuple[Dim, ...]:
                 inputs=(0, 1),
             )
     return tuple(reversed(out))
+
+
+# ---- more helpers (dims, ranks, dtypes) ----------------------------------------
+
+
+def require_rank_in(t: TensorType, ranks: tuple[int, ...], what: str, layout: str, index: int = 0) -> None:
+    """The input's rank must be one of `ranks`; `layout` names them, e.g. "[B, C, H, W]"."""
+    if t.rank not in ranks:
+        raise ShapeError(
+            f"{what} expects a {layout} input, got {t}",
+            label=f"input has rank {t.rank}",
+            inputs=(index,),
+            code="E0303",
+        )
+
+
+def require_int(t: TensorType, what: str, index: int = 0) -> None:
+    from modelspec.ir.types import is_int
+
+    if not is_int(t.dtype):
+        raise ShapeError(
+            f"{what} needs an integer input, got `{t.dtype}`",
+            label=f"input is {t}",
+            inputs=(index,),
+            code="E0302",
+            help="indices must be an integer tensor, e.g. `int64[B, T]`",
+        )
+
+
+def normalize_dim(dim: int, rank: int, what: str, arg: str = "dim", index: int = 0) -> int:
+    """A dimension index, possibly negative (-1 is the last), as 0..rank-1."""
+    if not -rank <= dim < rank:
+        raise ShapeError(
+            f"{what} dimension {dim} is out of range for a rank-{rank} input",
+            label=f"must be in {-rank}..{rank - 1}",
+            arg=arg,
+            inputs=(index,),
+            code="E0303",
+        )
+    return dim % rank
+
+
+def require_const(d: Dim, what: str, label: str = "", arg: str | None = None, index: int | None = 0) -> int:
+    """The value of a dim that sizes a parameter: it must be a known number."""
+    d = Dim.of(d)
+    if not d.is_const:
+        raise ShapeError(
+            f"{what} needs a known size here, got `{d}`",
+            label=label or f"`{d}` is symbolic",
+            arg=arg,
+            inputs=() if index is None else (index,),
+            help="give the dimension a number in the input's type, or as a model argument",
+        )
+    return d.value
+
+
+def product(dims) -> Dim:
+    total = Dim.const(1)
+    for d in dims:
+        total = total * d
+    return total
+
+
+def ntuple(value: int | tuple[int, ...], n: int) -> tuple[int, ...]:
+    """An int or an n-tuple argument as an n-tuple (`kernel=3` is `(3, 3)`)."""
+    return value if isinstance(value, tuple) else (value,) * n
+
+
+def exact_quotient(d: Dim | int, n: Dim | int) -> Dim | None:
+    """`d / n` when it is known to divide exactly, else None."""
+    d, n = Dim.of(d), Dim.of(n)
+    if d == n:
+        return Dim.const(1)
+    if d.is_const and n.is_const:
+        return Dim.const(d.value // n.value) if n.value and d.value % n.value == 0 else None
+    if len(n.terms) == 1:
+        return d.exact_div(n)
+    return None
+
+
+def surely_unequal(a: Dim | int, b: Dim | int) -> bool:
+    """True when two sizes differ whatever their symbols stand for (sizes are
+    positive): their difference is a constant other than 0, or their ratio a
+    constant other than 1. False when they are equal or it cannot be told."""
+    a, b = Dim.of(a), Dim.of(b)
+    if a == b:
+        return False
+    if (a - b).is_const:
+        return True
+    ma = [m for m, _ in a.terms]
+    mb = [m for m, _ in b.terms]
+    if ma != mb:
+        return False
+    ca = [c for _, c in a.terms]
+    cb = [c for _, c in b.terms]
+    # a = r*b for one rational r (cross-multiplied), and r != 1 since a != b.
+    return all(x * cb[0] == y * ca[0] for x, y in zip(ca, cb, strict=True))
+
+
+def result_dtype(a: str, b: str, what: str, inputs: tuple[int, ...] = (0, 1)) -> str:
+    """The dtype of a binary elementwise op: equal dtypes stay; a float with
+    an integer or bool is the float; anything else must be cast first."""
+    from modelspec.ir.types import is_float
+
+    if a == b:
+        return a
+    if is_float(a) and not is_float(b):
+        return a
+    if is_float(b) and not is_float(a):
+        return b
+    if {a, b} <= {"int", "int64"}:
+        return "int64"
+    raise ShapeError(
+        f"{what} cannot mix `{a}` and `{b}`",
+        label=f"`{a}` on the left, `{b}` on the right",
+        inputs=inputs,
+        code="E0302",
+        help="give both operands the same dtype",
+    )

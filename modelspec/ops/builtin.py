@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from modelspec.hookspec import hookimpl
-from modelspec.ops import activations, linear
+from modelspec.ops import (
+    activations,
+    arithmetic,
+    attention,
+    conv,
+    dropout,
+    embedding,
+    linear,
+    norms,
+    pooling,
+    shape,
+)
 
-OP_MODULES = (linear, activations)
+OP_MODULES = (linear, embedding, norms, activations, dropout, conv, pooling, shape, arithmetic, attention)
 
 
 @hookimpl
