@@ -769,6 +769,9 @@ class Elaborator:
         kwargs: dict[str, Any] = {}
         spans: dict[str, Span] = {}
         pos_names = list(op.positional)
+        if arrow is not None and op.arrow is not None:
+            # `conv2d(3 -> 32, 3)`: the arrow fills its two names; positionals fill the rest.
+            pos_names = [n for n in pos_names if n not in op.arrow]
         variadic = pos_names and pos_names[-1].startswith("*")
         if variadic:
             star = pos_names.pop()[1:]
