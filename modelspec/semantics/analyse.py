@@ -88,7 +88,18 @@ class Analyser:
             except CompileError as exc:
                 self.diagnostics.extend(exc.diagnostics)
         self.diagnostics.extend(self.elaborator.diagnostics)
+        self.resolve_unelaborated()
         return self.program
+
+    def resolve_unelaborated(self) -> None:
+        """Check the names of blocks and models that nothing elaborated."""
+        from modelspec.semantics.resolve import resolve_names
+
+        elaborated = {key[0] for key in self.elaborator._block_cache} | {m.base for m in self.program.models.values()}
+        callables = set(self.registry.ops) | {n for n, d in self.decls.items() if isinstance(d, ast.ModelDecl)}
+        for decl in self.decls.values():
+            if isinstance(decl, ast.ModelDecl) and decl.name not in elaborated:
+                self.diagnostics.extend(resolve_names(decl, callables))
 
     # ---- models ------------------------------------------------------------------
 

@@ -325,3 +325,16 @@ def test_tie_must_name_an_existing_layer_of_the_same_shape():
 )
 def test_error_codes(body, code):
     assert codes(f"model M() {{ input x: float[B, 2]  {body} }}") == [code]
+
+
+def test_names_in_uncalled_blocks_are_still_resolved():
+    diags = run(
+        """
+        block Foo(n: int) {
+            input x: float[B, T, D]
+            y = x |> linar(n) |> relu
+            output z = y + w
+        }"""
+    )[1]
+    assert [(d.code, d.span.line) for d in diags] == [("E0202", 4), ("E0201", 5)]
+    assert diags[0].help == "did you mean `linear`?"

@@ -1,0 +1,108 @@
+"""Name resolution for blocks (and models with required parameters) that no
+checked model calls.
+
+Such a declaration cannot be elaborated without arguments and input types,
+but its names can still be checked: every name it reads must be a
+parameter, an input, a size bound by an input's type, an earlier binding,
+a repeat index, or (when called) an op, block or model. This catches typos
+in library blocks before anyone calls them.
+"""
+
+from __future__ import annotations
+
+from modelspec.diagnostics import Diagnostic, error, suggestion
+from modelspec.syntax import ast
+
+
+def resolve_names(decl: ast.ModelDecl, callables: set[str]) -> list[Diagnostic]:
+    bound = {p.name for p in decl.params}
+    out: list[Diagnostic] = []
+    for param in decl.params:
+        if param.default is not None:
+            _check_expr(param.default, bound, callables, out)
+    _check_body(decl.body, bound, callables, out)
+    return out
+
+
+def _check_body(body, bound: set[str], callables: set[str], out: list[Diagnostic]) -> None:
+    for stmt in body:
+        if isinstance(stmt, ast.Input):
+            for dim in stmt.type.dims:
+                if isinstance(dim, ast.Name):
+                    bound.add(dim.id)  # a new size name binds
+                else:
+                    _check_expr(dim, bound, callables, out)
+            bound.add(stmt.name)
+        elif isinstance(stmt, ast.Let | ast.Output):
+            if stmt.value is not None:
+                _check_expr(stmt.value, bound, callables, out)
+            elif stmt.name not in bound:
+                out.append(_unknown(stmt.name, stmt.name_span, bound))
+            bound.add(stmt.name)
+        elif isinstance(stmt, ast.Assert):
+            _check_expr(stmt.condition, bound, callables, out)
+        elif isinstance(stmt, ast.If):
+            _check_expr(stmt.condition, bound, callables, out)
+            _check_body(stmt.then, bound, callables, out)
+            _check_body(stmt.orelse, bound, callables, out)
+        elif isinstance(stmt, ast.Repeat):
+            _check_expr(stmt.count, bound, callables, out)
+            if stmt.index:
+                bound.add(stmt.index)
+            _check_body(stmt.body, bound, callables, out)
+
+
+def _check_expr(expr, bound: set[str], callables: set[str], out: list[Diagnostic]) -> None:
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, ast.Name):
+            if e.id not in bound:
+                out.append(_unknown(e.id, e.span, bound))
+        elif isinstance(e, ast.Pipe):
+            stack.append(e.value)
+            for stage in e.stages:
+                if isinstance(stage, ast.Name):
+                    _check_callee(stage, callables, out)
+                else:
+                    stack.append(stage)
+        elif isinstance(e, ast.Call):
+            if isinstance(e.func, ast.Name):
+                _check_callee(e.func, callables, out)
+            else:
+                stack.append(e.func)
+            for arg in e.args:
+                if isinstance(arg, ast.KeywordArg):
+                    # `name=` and identifier arguments (`tie=wte`) name layers, not values.
+                    if arg.name in ("name", "tie") and isinstance(arg.value, ast.Name):
+                        continue
+                    stack.append(arg.value)
+                elif isinstance(arg, ast.PositionalArg):
+                    stack.append(arg.value)
+                else:
+                    stack += [arg.input, arg.output]
+        elif isinstance(e, ast.Binary):
+            stack += [e.left, e.right]
+        elif isinstance(e, ast.Unary):
+            stack.append(e.operand)
+        elif isinstance(e, ast.Tuple | ast.List):
+            stack += list(e.items)
+        elif isinstance(e, ast.Attribute):
+            stack.append(e.value)
+
+
+def _check_callee(name: ast.Name, callables: set[str], out: list[Diagnostic]) -> None:
+    if name.id not in callables:
+        out.append(
+            error(
+                "E0202",
+                f"unknown layer `{name.id}`",
+                name.span,
+                "no op, block or model has this name",
+                help=suggestion(name.id, callables),
+            )
+        )
+
+
+def _unknown(name: str, span, bound: set[str]) -> Diagnostic:
+    return error("E0201", f"cannot find `{name}` in this scope", span, "not found", help=suggestion(name, bound))
