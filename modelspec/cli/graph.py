@@ -1,0 +1,91 @@
+"""`mspec graph FILE`: a model's dataflow as a Mermaid flowchart or a Graphviz digraph."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from modelspec.cli.common import has_errors, report
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write `text` to `path` through a temporary file beside it and `os.replace`,
+    so a reader never sees half a file and a failure leaves the old one."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if target.exists():
+        mode = target.stat().st_mode & 0o777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+@click.command("graph")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--model", "model_name", default=None, help="model to draw (default: the last one declared in FILE)")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "dot"]),
+    default="mermaid",
+    show_default=True,
+    help="Mermaid flowchart or Graphviz dot digraph",
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="write to this file (atomically) instead of standard output",
+)
+def graph_command(file: str, model_name: str | None, fmt: str, output: str | None) -> None:
+    """Draw a model of FILE: one box per layer, blocks and repeats as subgraphs,
+    edges labelled with tensor shapes."""
+    from modelspec.api import compile_program
+    from modelspec.graph import to_dot, to_mermaid
+
+    program, diagnostics, sources = compile_program(file)
+    if has_errors(diagnostics):
+        report(diagnostics, sources)
+        raise SystemExit(1)
+    if not program.models:
+        raise click.UsageError(f"{file} declares no model that can be built from its defaults")
+    if model_name is None:
+        from modelspec.semantics.loader import display_name
+
+        root = display_name(Path(file))
+        own = [n for n, m in program.models.items() if m.span is None or m.span.file == root]
+        model_name = (own or list(program.models))[-1]
+    elif model_name not in program.models:
+        from modelspec.diagnostics import suggestion
+
+        hint = suggestion(model_name, program.models) or "models: " + ", ".join(program.models)
+        raise click.BadParameter(f"no model {model_name!r} in {file} ({hint})", param_hint="--model")
+    model = program.models[model_name]
+    text = to_dot(model) if fmt == "dot" else to_mermaid(model)
+    if output is None or output == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        write_atomically(output, text)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {fmt} graph of {model_name} to {output}", err=True)
