@@ -395,7 +395,12 @@ class Elaborator:
         nodes = frame.builder.graph.nodes[start:]
         with_params = [n for n in nodes if _has_params(n)]
         name = stmt.name
-        if len(with_params) != 1 or with_params[0].name in frame.builder.explicit or name in frame.builder.used:
+        if (
+            len(with_params) != 1
+            or with_params[0].name in frame.builder.explicit
+            or name in frame.builder.used
+            or keyword.iskeyword(name)
+        ):
             return value
         node = with_params[0]
         old = node.name
@@ -465,7 +470,7 @@ class Elaborator:
                 scope.vars[stmt.index] = index
             sub_frame = Frame(scope, sub, frame.block_stack, frame.call_site)
             self.run_body(stmt.body, sub_frame)
-            for var in scope.assigned:
+            for var in sorted(scope.assigned):
                 if var == stmt.index or not outer.has(var):
                     continue
                 value = scope.vars[var]
