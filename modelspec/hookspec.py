@@ -34,3 +34,20 @@ def mspec_train_components() -> list:
     """Return `modelspec.train.components.Component` instances: optimizers,
     schedules, losses, metrics and datasets, each with the pydantic model of
     its arguments (what `mspec check` validates a `train` setting against)."""
+
+
+# ---- backends: IR -> something that runs ------------------------------------------
+
+
+@hookspec
+def mspec_backends() -> list:
+    """Return backend objects: `name`, `description`, `file_suffix`,
+    `generate(program, model) -> str` (the source `mspec compile` writes) and
+    `build(program, model, **options)` (a runnable module)."""
+
+
+@hookspec
+def mspec_lowerings() -> list:
+    """Return lowerings: objects with `backend` and `op` naming which op they
+    lower for which backend (the backend decides the rest of their shape).
+    One (backend, op) pair may be registered by one plugin only."""

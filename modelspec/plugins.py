@@ -36,6 +36,16 @@ class Registry:
     component_owner: dict = field(default_factory=dict)
     problems: list[PluginProblem] = field(default_factory=list)
     plugins: set[str] = field(default_factory=set)  # names a spec's `use "..."` may require
+    backends: dict = field(default_factory=dict)  # name -> backend object
+    backend_owner: dict = field(default_factory=dict)
+    lowerings: dict = field(default_factory=dict)  # (backend, op) -> lowering
+    lowering_owner: dict = field(default_factory=dict)
+
+    def backend(self, name: str):
+        return self.backends.get(name)
+
+    def backends_lowering(self, op: str) -> list[str]:
+        return sorted(b for b, o in self.lowerings if o == op)
 
     def op(self, name: str):
         return self.ops.get(name)
@@ -107,7 +117,34 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
                 continue
             registry.components[key] = component
             registry.component_owner[key] = owner
+    _collect(pm.hook.mspec_backends, registry, registry.backends, registry.backend_owner, lambda b: b.name, "backend")
+    _collect(
+        pm.hook.mspec_lowerings,
+        registry,
+        registry.lowerings,
+        registry.lowering_owner,
+        lambda lw: (lw.backend, lw.op),
+        "lowering",
+    )
     return registry
+
+
+def _collect(hook, registry: Registry, table: dict, owners: dict, key_of, what: str) -> None:
+    """Gather one hook's registrations; a raising plugin or a taken name is a problem, not a crash."""
+    for impl in hook.get_hookimpls():
+        owner = impl.plugin_name
+        try:
+            items = impl.function() or []
+        except Exception as exc:
+            registry.problems.append(PluginProblem(owner, f"`{hook.name}` raised {type(exc).__name__}: {exc}"))
+            continue
+        for item in items:
+            key = key_of(item)
+            if key in table:
+                registry.problems.append(PluginProblem(owner, f"{what} {key!r} is already registered by `{owners[key]}`"))
+                continue
+            table[key] = item
+            owners[key] = owner
 
 
 @functools.cache

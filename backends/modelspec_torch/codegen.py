@@ -1,0 +1,403 @@
+"""IR → one readable PyTorch file.
+
+One `nn.Module` class per distinct block body, per distinct repeat
+iteration, and for the model; `__init__` builds submodules named exactly as
+the spec names them (they are the state_dict keys), `forward` runs the
+nodes in the spec's order, one line each, with the output shape and the
+spec line as a comment.
+
+Nothing from a spec reaches the source except as a checked identifier or a
+`repr()` literal: names go through `Namespace` (locals, classes) or are
+checked as attribute names (module attributes must keep the spec's name).
+The same program always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import keyword
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+import jinja2
+
+from modelspec.diagnostics import CompileError, error
+from modelspec.ir.dims import Dim, Floor, Mod
+from modelspec.ir.graph import Graph, Node, Program
+from modelspec_torch.helpers import HELPERS
+from modelspec_torch.lowerings import LOWERINGS, Lowering, Site
+
+BACKEND = "torch"
+# Names a generated module uses itself: never a local variable or class name.
+RESERVED = {"self", "torch", "nn", "F", "math"} | set(dir(builtins)) | set(HELPERS)
+# Attributes of nn.Module: a submodule of that name would be shadowed by the
+# method (or break the module), so the name is refused with a diagnostic.
+MODULE_ATTRIBUTES = {
+    "T_destination",
+    "add_module",
+    "apply",
+    "bfloat16",
+    "buffers",
+    "call_super_init",
+    "children",
+    "compile",
+    "cpu",
+    "cuda",
+    "double",
+    "dump_patches",
+    "eval",
+    "extra_repr",
+    "float",
+    "forward",
+    "get_buffer",
+    "get_extra_state",
+    "get_parameter",
+    "get_submodule",
+    "half",
+    "ipu",
+    "load_state_dict",
+    "modules",
+    "mtia",
+    "named_buffers",
+    "named_children",
+    "named_modules",
+    "named_parameters",
+    "parameters",
+    "register_backward_hook",
+    "register_buffer",
+    "register_forward_hook",
+    "register_forward_pre_hook",
+    "register_full_backward_hook",
+    "register_full_backward_pre_hook",
+    "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook",
+    "register_module",
+    "register_parameter",
+    "register_state_dict_post_hook",
+    "register_state_dict_pre_hook",
+    "requires_grad_",
+    "set_extra_state",
+    "set_submodule",
+    "share_memory",
+    "state_dict",
+    "to",
+    "to_empty",
+    "train",
+    "training",
+    "type",
+    "xpu",
+    "zero_grad",
+}
+
+
+class Namespace:
+    """Makes safe, unique Python names: bad characters become `_`, no leading
+    digit, no keyword, builtin or reserved name; clashes get `_1`, `_2`."""
+
+    def __init__(self, reserved: set[str] | None = None):
+        self.used: set[str] = set(RESERVED if reserved is None else reserved)
+
+    def create(self, candidate: str) -> str:
+        name = re.sub(r"\W", "_", candidate, flags=re.ASCII) or "_"
+        if name[0].isdigit():
+            name = "_" + name
+        if keyword.iskeyword(name) or keyword.issoftkeyword(name) or name.startswith("__"):
+            name = name.strip("_") + "_" if name.strip("_") else "v_"
+        base, k = name, 1
+        while name in self.used:
+            name = f"{base}_{k}"
+            k += 1
+        self.used.add(name)
+        return name
+
+
+def attribute_problem(name: str) -> str | None:
+    """Why `name` cannot be a submodule attribute (None when it can)."""
+    if not name.isidentifier() or not name.isascii():
+        return "is not a plain ASCII identifier"
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "is a Python keyword"
+    if name.startswith("_"):
+        return "starts with `_`, which PyTorch modules keep for themselves"
+    if name in MODULE_ATTRIBUTES:
+        return f"would shadow `nn.Module.{name}`"
+    return None
+
+
+@dataclass
+class ClassSource:
+    name: str
+    doc: str
+    args: list[str]
+    init: list[str] = field(default_factory=list)
+    forward: list[str] = field(default_factory=list)
+    returns: str = "None"
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("modelspec_torch", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+@functools.cache
+def _macros(template: str):
+    return _environment().get_template(f"ops/{template}").module
+
+
+def _render_macro(template: str, macro: str, context: dict) -> str:
+    return str(getattr(_macros(template), macro)(context)).strip()
+
+
+def lowerings(registry=None) -> dict[str, Lowering]:
+    if registry is not None and getattr(registry, "lowerings", None):
+        return {op: lw for (backend, op), lw in registry.lowerings.items() if backend == BACKEND}
+    return {lw.op: lw for lw in LOWERINGS}
+
+
+def _comment_file(span) -> str:
+    # File names can hold anything; keep only what is safe in a comment.
+    name = PurePath(span.file).name if span else ""
+    return re.sub(r"[^\w.\-+@]", "?", name, flags=re.ASCII)
+
+
+def _doc_text(text: str) -> str:
+    # Docstrings carry spec names and numbers only; escape anything that could end the string.
+    return text.encode("ascii", "backslashreplace").decode().replace("\\", "\\\\").replace('"', '\\"')
+
+
+class Generator:
+    def __init__(self, program: Program, lowering_table: dict[str, Lowering]):
+        self.program = program
+        self.lowerings = lowering_table
+        self.class_names = Namespace()
+        self.classes: list[ClassSource] = []
+        self.by_key: dict[str, str] = {}
+        self.helpers: set[str] = set()
+        self.problems: list = []
+
+    # ---- classes ------------------------------------------------------------------
+
+    def class_for(self, graph: Graph, base: str, doc: str) -> str:
+        key = graph.model_dump_json(exclude={"name"})
+        if key in self.by_key:
+            return self.by_key[key]
+        name = self.class_names.create(_camel(base))
+        self.by_key[key] = name  # before the body, so recursion cannot loop
+        source = self.emit(graph, name, doc)
+        self.classes.append(source)
+        return name
+
+    def emit(self, graph: Graph, class_name: str, doc: str) -> ClassSource:
+        ns = Namespace()
+        values: dict[str, str] = {}
+        symbols: dict[str, str] = {}  # symbolic size -> expression reading it off an input
+        for input_name, t in graph.inputs.items():
+            local = ns.create(input_name)
+            values[input_name] = local
+            for axis, d in enumerate(t.shape):
+                if len(d.terms) == 1 and d.terms[0][1] == 1 and len(d.terms[0][0]) == 1:
+                    atom = d.terms[0][0][0]
+                    if isinstance(atom, str) and atom not in symbols:
+                        symbols[atom] = f"{local}.size({axis})"
+        source = ClassSource(class_name, _doc_text(doc), list(values.values()))
+        used_symbols: dict[str, str] = {}
+        first_input = next(iter(values.values()), None)
+        device = f"{first_input}.device" if first_input else "None"
+
+        def dim(d: Dim) -> str:
+            return self.dim_expr(d, symbols, used_symbols, ns)
+
+        for node in graph.nodes:
+            self.emit_node(node, graph, source, values, ns, dim, device)
+        if used_symbols:
+            bindings = [f"{local} = {symbols[sym]}  # size `{sym}`" for sym, local in used_symbols.items()]
+            source.forward = bindings + source.forward
+        outputs = [values[ref] for ref in graph.outputs.values()]
+        source.returns = outputs[0] if len(outputs) == 1 else "(" + ", ".join(outputs) + ")"
+        if graph.kind == "model" and len(outputs) > 1:
+            pairs = ", ".join(f"{name!r}: {values[ref]}" for name, ref in graph.outputs.items())
+            source.returns = "{" + pairs + "}"
+        return source
+
+    def dim_expr(self, d: Dim, symbols: dict, used: dict, ns: Namespace) -> str:
+        if d.is_const:
+            return str(d.value)
+        parts = []
+        for mono, coef in d.terms:
+            factors = [] if coef == 1 and mono else [str(coef)]
+            for atom in mono:
+                if isinstance(atom, str):
+                    if atom not in symbols:
+                        raise CompileError(
+                            error("E0602", f"the size `{atom}` cannot be read off any input of this module", None)
+                        )
+                    if atom not in used:
+                        used[atom] = ns.create(atom)
+                    factors.append(used[atom])
+                elif isinstance(atom, Floor):
+                    num = self.dim_expr(atom.num, symbols, used, ns)
+                    den = self.dim_expr(atom.den, symbols, used, ns)
+                    factors.append(f"(({num}) // ({den}))")
+                elif isinstance(atom, Mod):
+                    num = self.dim_expr(atom.num, symbols, used, ns)
+                    den = self.dim_expr(atom.den, symbols, used, ns)
+                    factors.append(f"(({num}) % ({den}))")
+            parts.append(" * ".join(factors))
+        return "(" + " + ".join(parts) + ")" if len(parts) > 1 else parts[0]
+
+    # ---- nodes ---------------------------------------------------------------------
+
+    def check_attribute(self, node: Node) -> None:
+        problem = attribute_problem(node.name)
+        if problem:
+            raise CompileError(
+                error(
+                    "E0601",
+                    f"the name `{node.name}` cannot be a PyTorch submodule: it {problem}",
+                    node.span,
+                    "named here",
+                    help="rename the layer with `name=...` or a different binding",
+                )
+            )
+
+    def emit_node(self, node: Node, graph: Graph, source: ClassSource, values, ns, dim, device) -> None:
+        where = f"{_comment_file(node.span)}:{node.span.line}" if node.span else ""
+        shapes = ", ".join(t.shape_text() for t in node.outputs)
+        comment = f"  # {shapes}  {where}".rstrip()
+        inputs = [values[ref] for ref in node.inputs]
+        if node.op == "block":
+            self.check_attribute(node)
+            doc = f"block {node.block}(" + ", ".join(f"{k}={v!r}" for k, v in node.attrs.items()) + ")"
+            cls = self.class_for(node.body, node.block or "Block", doc)
+            source.init.append(f"self.{node.name} = {cls}(){('  # ' + where) if where else ''}")
+            outs = self.bind_outputs(node, values, ns)
+            source.forward.append(f"{', '.join(outs)} = self.{node.name}({', '.join(inputs)}){comment}")
+            return
+        if node.op == "repeat":
+            self.emit_repeat(node, source, values, ns, where)
+            return
+        lowering = self.lowerings.get(node.op)
+        if lowering is None:
+            from modelspec.plugins import registry
+
+            others = sorted({b for (b, op) in getattr(registry(), "lowerings", {}) if op == node.op and b != BACKEND})
+            raise CompileError(
+                error(
+                    "E0603",
+                    f"the op `{node.op}` has no lowering in the `{BACKEND}` backend",
+                    node.span,
+                    "used here",
+                    notes=[f"backends that lower it: {', '.join(others)}" if others else "no backend lowers it"],
+                )
+            )
+        module = f"self.{node.name}"
+        site = Site(node, inputs, [self.value_type(graph, r) for r in node.inputs], module, dim, device, self.helpers)
+        context = lowering.context(site)
+        if lowering.init:
+            self.check_attribute(node)
+            init = _render_macro(lowering.template, lowering.init, context)
+            source.init.append(f"{module} = {init}{('  # ' + where) if where else ''}")
+            for param in node.params:
+                if param.tied_to:
+                    owner, _, pname = param.tied_to.rpartition(".")
+                    source.init.append(f"{module}.{param.name} = self.{owner}.{pname}  # tied")
+        expression = _render_macro(lowering.template, lowering.forward, context)
+        (out,) = self.bind_outputs(node, values, ns)
+        source.forward.append(f"{out} = {expression}{comment}")
+
+    def value_type(self, graph: Graph, ref: str):
+        return graph.value_type(ref)
+
+    def bind_outputs(self, node: Node, values: dict, ns: Namespace) -> list[str]:
+        names = node.output_names or [node.name]
+        outs = []
+        for k, name in enumerate(names if len(node.outputs) > 1 else [node.name]):
+            local = ns.create(name)
+            values[node.name if k == 0 else f"{node.name}:{k}"] = local
+            outs.append(local)
+        return outs
+
+    def emit_repeat(self, node: Node, source: ClassSource, values: dict, ns: Namespace, where: str) -> None:
+        self.check_attribute(node)
+        captured = list(node.attrs.get("captured", []))
+        outer = dict(zip(captured, [values[r] for r in node.inputs]))
+        carried = list(node.output_names)
+        locals_ = {v: ns.create(v) for v in carried}
+        for v in carried:
+            if v in outer and outer[v] != locals_[v]:
+                source.forward.append(f"{locals_[v]} = {outer[v]}")
+        classes = [
+            self.class_for(graph, f"{node.name}_layer", f"one iteration of `repeat ... as {node.name}`")
+            for graph in node.iterations
+        ]
+        if len(classes) == 1:
+            items = f"[{classes[0]}() for _ in range({node.counts[0]})]"
+        else:
+            parts = [
+                f"{cls}()" if n == 1 else f"*({cls}() for _ in range({n}))" for cls, n in zip(classes, node.counts)
+            ]
+            items = "[" + ", ".join(parts) + "]"
+        source.init.append(f"self.{node.name} = nn.ModuleList({items}){('  # ' + where) if where else ''}")
+        # One loop when every iteration takes and gives the same variables; else one loop per run.
+        signatures = {(tuple(g.inputs), tuple(g.outputs)) for g in node.iterations}
+        runs = [(0, sum(node.counts), node.iterations[0])]
+        if len(signatures) > 1:
+            runs, start = [], 0
+            for graph, count in zip(node.iterations, node.counts):
+                runs.append((start, start + count, graph))
+                start += count
+        layer = ns.create("layer")
+        for start, stop, graph in runs:
+            args = [locals_[v] if v in locals_ else outer[v] for v in graph.inputs]
+            outs = [locals_[v] for v in graph.outputs]
+            target = f"self.{node.name}" if len(runs) == 1 else f"self.{node.name}[{start}:{stop}]"
+            source.forward.append(f"for {layer} in {target}:" + (f"  # {where}" if where else ""))
+            source.forward.append(f"    {', '.join(outs)} = {layer}({', '.join(args)})")
+        for k, v in enumerate(carried):
+            values[node.name if k == 0 else f"{node.name}:{k}"] = locals_[v]
+
+    # ---- file ---------------------------------------------------------------------
+
+    def generate(self, model_name: str) -> tuple[str, str]:
+        model = self.program.models[model_name]
+        doc = f"model {model.name}(" + ", ".join(f"{k}={v!r}" for k, v in model.hyperparameters.items()) + ")"
+        class_name = self.class_for(model.graph, model.name, doc)
+        helpers = []
+        for name, (text, needs) in HELPERS.items():
+            if name in self.helpers or any(name in HELPERS[h][1] for h in self.helpers):
+                helpers.append(text)
+        from modelspec import __version__
+
+        source_file = _comment_file(model.span) or "<string>"
+        text = (
+            _environment()
+            .get_template("module.py.j2")
+            .render(
+                title=_doc_text(f"PyTorch module for model {model.name}."),
+                version=__version__,
+                source=source_file,
+                helpers=helpers,
+                classes=self.classes,
+            )
+        )
+        return text, class_name
+
+
+def _camel(name: str) -> str:
+    if name and name[0].isupper():
+        return name
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or "Module"
+
+
+def generate_source(program: Program, model: str, registry=None) -> tuple[str, str]:
+    """(source, class name) of the PyTorch module for `model`."""
+    return Generator(program, lowerings(registry)).generate(model)

@@ -1,0 +1,61 @@
+"""Source of the small helpers a generated file may need, emitted into that
+file only when one of its ops uses them (the file imports nothing but torch
+and math)."""
+
+SINUSOIDAL_POSITIONS = '''class SinusoidalPositions(nn.Module):
+    """The fixed sine/cosine position table of "Attention Is All You Need" (no parameters)."""
+
+    def __init__(self, max_len, width):
+        super().__init__()
+        position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)
+        frequency = torch.exp(torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width))
+        table = torch.zeros(max_len, width)
+        table[:, 0::2] = torch.sin(position * frequency)
+        table[:, 1::2] = torch.cos(position * frequency[: width // 2])
+        self.register_buffer("weight", table, persistent=False)'''
+
+ROTARY = '''def rotary(x, base):
+    """Rotary position embedding over the last dimension of [B, h, T, d] (d even)."""
+    half = x.size(-1) // 2
+    frequency = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    angle = torch.arange(x.size(-2), device=x.device, dtype=torch.float32).unsqueeze(1) * frequency
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)'''
+
+WITH_CAUSAL = '''def with_causal(mask, queries, keys):
+    """A mask that also hides future positions (SDPA takes a mask or is_causal, not both)."""
+    causal = torch.ones(queries, keys, dtype=torch.bool, device=mask.device).tril()
+    if mask.dtype == torch.bool:
+        return mask & causal
+    return mask.masked_fill(~causal, float("-inf"))'''
+
+MULTIHEAD_ATTENTION = '''class MultiheadAttention(nn.Module):
+    """Multi-head attention with separate q, k, v and output projections."""
+
+    def __init__(self, width, memory_width, heads, causal, dropout, bias):
+        super().__init__()
+        self.heads, self.causal, self.dropout = heads, causal, dropout
+        self.q_proj = nn.Linear(width, width, bias=bias)
+        self.k_proj = nn.Linear(memory_width, width, bias=bias)
+        self.v_proj = nn.Linear(memory_width, width, bias=bias)
+        self.out_proj = nn.Linear(width, width, bias=bias)
+
+    def forward(self, x, memory, mask=None):
+        q = self.q_proj(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, T, d)
+        k = self.k_proj(memory).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, S, d)
+        v = self.v_proj(memory).unflatten(-1, (self.heads, -1)).transpose(1, 2)
+        causal = self.causal
+        if mask is not None and causal:
+            mask, causal = with_causal(mask, q.size(-2), k.size(-2)), False
+        dropout = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal)
+        return self.out_proj(y.transpose(1, 2).flatten(2))'''
+
+# name -> (source, helpers it needs), in the order they are emitted
+HELPERS = {
+    "with_causal": (WITH_CAUSAL, ()),
+    "rotary": (ROTARY, ()),
+    "SinusoidalPositions": (SINUSOIDAL_POSITIONS, ()),
+    "MultiheadAttention": (MULTIHEAD_ATTENTION, ("with_causal",)),
+}

@@ -1,0 +1,34 @@
+"""Registers the PyTorch backend and its lowerings through the plugin hooks,
+exactly as a third-party backend would (entry point `modelspec: torch`)."""
+
+from __future__ import annotations
+
+from modelspec.hookspec import hookimpl
+
+
+class TorchBackend:
+    name = "torch"
+    description = "readable PyTorch source (nn.Module classes); runs with torch alone"
+    file_suffix = ".py"
+
+    def generate(self, program, model: str) -> str:
+        from modelspec_torch.codegen import generate_source
+
+        return generate_source(program, model)[0]
+
+    def build(self, program, model: str, **options):
+        from modelspec_torch.build import build
+
+        return build(program, model, **options)
+
+
+@hookimpl
+def mspec_backends():
+    return [TorchBackend()]
+
+
+@hookimpl
+def mspec_lowerings():
+    from modelspec_torch.lowerings import LOWERINGS
+
+    return LOWERINGS
