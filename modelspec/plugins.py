@@ -141,7 +141,8 @@ def _collect(hook, registry: Registry, table: dict, owners: dict, key_of, what: 
         for item in items:
             key = key_of(item)
             if key in table:
-                registry.problems.append(PluginProblem(owner, f"{what} {key!r} is already registered by `{owners[key]}`"))
+                taken = f"{what} {key!r} is already registered by `{owners[key]}`"
+                registry.problems.append(PluginProblem(owner, taken))
                 continue
             table[key] = item
             owners[key] = owner

@@ -372,7 +372,7 @@ class Generator:
         doc = f"model {model.name}(" + ", ".join(f"{k}={v!r}" for k, v in model.hyperparameters.items()) + ")"
         class_name = self.class_for(model.graph, model.name, doc)
         helpers = []
-        for name, (text, needs) in HELPERS.items():
+        for name, (text, _needs) in HELPERS.items():
             if name in self.helpers or any(name in HELPERS[h][1] for h in self.helpers):
                 helpers.append(text)
         from modelspec import __version__
