@@ -1,0 +1,15 @@
+model Generator(z: int = 100) {
+    input noise: float[B, z]
+    output image = noise |> linear(256) |> relu |> linear(784) |> tanh |> reshape(B, 1, 28, 28)
+}
+
+model Discriminator() {
+    input image: float[B, 1, 28, 28]
+    output p = image |> flatten |> linear(256) |> leaky_relu(0.2) |> linear(1) |> sigmoid
+}
+
+# The roles are `generator` and `discriminator`; `critic` is WGAN vocabulary.
+gan MnistGan {
+    generator  Generator()
+    critic     Discriminator()
+}

@@ -1,0 +1,13 @@
+# Four independent mistakes in one train block: each is reported, once.
+model MLP(hidden: int = 128, classes: int = 10) {
+    input image: float[B, 1, 28, 28]
+    output logits = image |> flatten |> linear(hidden) |> relu |> linear(classes)
+}
+
+train mlp_sgd {
+    model      MLP(hidden=64)
+    data       digits(batch=64, size=28, shuffle="yes")
+    loss       cross_entropy(logits, labels)
+    optimizer  sgd(lr=-0.1, momentum=0.9)
+    epochs     0
+}

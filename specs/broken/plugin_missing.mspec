@@ -1,0 +1,7 @@
+# `swin_block` comes from a plugin that is not installed here.
+use "modelspec-vision"
+
+model Net() {
+    input image: float[B, 3, 224, 224]
+    output y = image |> swin_block(96, heads=3)
+}

@@ -1,0 +1,13 @@
+# British spelling: the setting is `optimizer`.
+model MLP(hidden: int = 128, classes: int = 10) {
+    input image: float[B, 1, 28, 28]
+    output logits = image |> flatten |> linear(hidden) |> relu |> linear(classes)
+}
+
+train mlp_sgd {
+    model      MLP()
+    data       digits(batch=64, size=28)
+    loss       cross_entropy(logits, label)
+    optimiser  sgd(lr=0.05, momentum=0.9)
+    epochs     10
+}

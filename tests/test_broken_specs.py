@@ -1,0 +1,243 @@
+"""Broken specs and the error catalogue.
+
+`specs/broken/NAME.mspec` carries one real mistake (the `multi_*` files
+several); `specs/broken/NAME.expected` is exactly what `mspec check
+specs/broken/NAME.mspec` prints on stderr, run from the repository root with
+NO_COLOR=1. The checks run in-process through `modelspec.cli.main`.
+
+To rewrite the snapshots after an intended change to a diagnostic (and to
+write the snapshot of a new broken spec), run
+
+    MSPEC_UPDATE_SNAPSHOTS=1 pytest tests/test_broken_specs.py
+
+and read the diff before committing it.
+
+Specs in PENDING show a diagnostic that is wrong, misleading, cascades or
+points at the wrong place; they have no snapshot until the compiler is
+fixed. Move a spec out of PENDING once its output is right, and let the
+update above write its snapshot.
+
+docs/errors.md is generated from `modelspec.diagnostics.codes.CODES`:
+
+    python -m modelspec.diagnostics.codes > docs/errors.md
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from modelspec.api import check
+from modelspec.cli import main
+from modelspec.diagnostics.codes import CODES, markdown
+
+REPO = Path(__file__).resolve().parents[1]
+BROKEN = REPO / "specs" / "broken"
+DOCS = REPO / "docs" / "errors.md"
+UPDATE = os.environ.get("MSPEC_UPDATE_SNAPSHOTS") == "1"
+
+# Files in specs/broken that are not checked on their own.
+HELPERS = {
+    "cycle_b": "imported by cycle_a.mspec; only cycle_a is checked (the cycle is the same from either side)",
+}
+
+# Specs whose diagnostics are not right yet (no snapshot): name -> the problem.
+PENDING = {
+    "cnn_linear_in_features": "the secondary label `this is float[B, 4096]` underlines the whole pipe "
+    "`features |> ... |> linear(classes)` instead of `features |> flatten`",
+    "syntax_missing_brace": "the `expected ...` note lists `)` and operators and cuts `}` off behind `…`",
+    "syntax_keyword_arg_colon": "the `expected ...` note hides `=`, the one token that fits, behind `…`",
+    "syntax_unexpected_char": "the `expected ...` note lists `(`, `)`, `,`, operators: none is valid there",
+    "string_windows_path": "E0003 for a bad escape marks the whole `import` statement, not the string or `\\c`",
+    "import_missing": "one mistake, two errors: the missing import also gives E0202 `unknown layer GPTBlock`",
+    "plugin_missing": "one mistake, two errors: the missing plugin also gives E0202 `unknown layer swin_block`",
+    "unknown_argument": "one mistake, two errors: `kernel_size=` gives E0203 and also E0204 `kernel` missing",
+    "missing_argument": "E0204 marks the whole pipe `image |> conv2d(16) |> relu`, not `conv2d(16)`",
+    "block_input_rank": "E0304 for a piped block call marks the `input` declaration of the tensor, not the call",
+    "assert_divisible": "one mistake, four errors: the failed assert in SelfAttention is followed by 3 E0301",
+    "variant_of_block": "help `did you mean `Stage`?` proposes the very name that is wrong",
+    "repeat_constant_changes": "E0209 marks `repeat 3 {` with no label, not the assignment `width = width * 2`",
+    "train_unknown_setting": "one mistake, two errors: `optimiser` also gives E0403 `no optimizer setting`",
+    "gan_train_roles": "one mistake, two errors: role `disc` gives E0407 and E0403; no `discriminator` help",
+    "gan_model_string": "E0402 has no source location at all",
+    "flat_sum_210_terms": "a flat sum of 210 terms is reported as `nesting is too deep` at the second term",
+    "multi_cnn": "`kernal=` gives E0203 + E0204; `kernel=0` gives E0208 + E0207 `should be a valid tuple`",
+    "multi_mlp_train": "the model's failed output makes the train block report `logits` as unknown (E0407, "
+    "`outputs nothing`); the model's own error comes last",
+    "multi_gan": "the generator's failed output adds E0305 `generator has 0 output(s)`, reported first",
+}
+
+# Codes that no spec file can trigger: code -> why.
+NOT_FROM_A_SPEC = {
+    "E0005": "a file that cannot be read (missing, a folder, no permission) is a fact of the file system",
+    "E0501": "`mspec summary --input` sizes: command-line input, not a spec",
+    "E9999": "an internal error: a bug in modelspec, and none is known to be triggerable",
+}
+
+# Spec-triggerable codes whose only broken specs are still PENDING: code -> why.
+ONLY_PENDING = {
+    "E0101": "a missing import always cascades (what it would provide is unknown), see import_missing",
+    "E0104": "a missing plugin always cascades (what it would provide is unknown), see plugin_missing",
+}
+
+# CODES examples that are not one self-contained spec.
+EXAMPLE_NOT_RUNNABLE = {
+    "E0006": "abbreviated (201 levels of nesting)",
+    "E0102": "two files",
+}
+
+
+def specs() -> list[str]:
+    return sorted(p.stem for p in BROKEN.glob("*.mspec") if p.stem not in HELPERS)
+
+
+def snapshot_specs() -> list[str]:
+    return [name for name in specs() if name not in PENDING]
+
+
+def run(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("NO_COLOR", "1")
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def relative(name: str) -> str:
+    return f"specs/broken/{name}.mspec"
+
+
+# ---- snapshots -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", snapshot_specs())
+def test_snapshot(name, monkeypatch, capsys):
+    code, out, err = run(["check", relative(name)], monkeypatch, capsys)
+    expected = BROKEN / f"{name}.expected"
+    if UPDATE:
+        expected.write_text(err, encoding="utf-8")
+    assert code == 1, err
+    assert out == ""
+    assert expected.exists(), f"no snapshot for {name}: run MSPEC_UPDATE_SNAPSHOTS=1 pytest {__file__}"
+    assert err == expected.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", sorted(PENDING))
+def test_pending_spec_fails_cleanly(name, monkeypatch, capsys):
+    code, _, err = run(["check", relative(name)], monkeypatch, capsys)
+    assert code == 1
+    assert err.startswith("error[E")
+    assert "internal error" not in err and "Traceback" not in err
+
+
+def test_every_spec_has_a_snapshot_or_is_pending():
+    names = set(specs())
+    assert set(PENDING) <= names, "PENDING names a spec that does not exist"
+    snapshots = {p.stem for p in BROKEN.glob("*.expected")}
+    assert not snapshots & set(PENDING), "a PENDING spec has a snapshot"
+    assert snapshots == names - set(PENDING), "every spec not PENDING has a snapshot, and only those"
+    assert all((BROKEN / f"{helper}.mspec").exists() for helper in HELPERS)
+
+
+# ---- coverage of the codes --------------------------------------------------------------
+
+
+def codes_of(name: str, monkeypatch, capsys) -> set[str]:
+    code, out, _ = run(["check", "--format", "json", relative(name)], monkeypatch, capsys)
+    assert code == 1
+    return {d["code"] for d in json.loads(out)}
+
+
+def test_every_code_a_spec_can_trigger_has_a_broken_spec(monkeypatch, capsys):
+    found: dict[str, set[str]] = {}
+    for name in specs():
+        for code in codes_of(name, monkeypatch, capsys):
+            found.setdefault(code, set()).add(name)
+    triggerable = set(CODES) - set(NOT_FROM_A_SPEC)
+    assert sorted(triggerable - set(found)) == []
+    assert sorted(set(found) - set(CODES)) == [], "a spec triggers a code that CODES does not document"
+    with_snapshot = {code for code, names in found.items() if set(names) - set(PENDING)}
+    assert sorted(triggerable - with_snapshot) == sorted(ONLY_PENDING)
+
+
+def test_codes_table_covers_every_code_in_the_source():
+    emitted = set()
+    for path in (REPO / "modelspec").rglob("*.py"):
+        if path.name == "codes.py":
+            continue
+        emitted |= set(re.findall(r"[\"'](E\d{4})[\"']", path.read_text(encoding="utf-8")))
+    assert sorted(emitted - set(CODES)) == [], "add these codes to modelspec/diagnostics/codes.py"
+    assert sorted(set(CODES) - emitted) == [], "CODES documents codes that nothing emits"
+
+
+def test_codes_table_is_well_formed():
+    for key, c in CODES.items():
+        assert key == c.code and re.fullmatch(r"E\d{4}", key)
+        assert c.title and "\n" not in c.title and len(c.title) <= 60
+        assert c.title[0].islower() and not c.title.endswith(".")
+        assert c.explanation.endswith(".") and c.fix.endswith(".")
+        assert c.example.strip()
+    assert list(CODES) == sorted(CODES)
+
+
+@pytest.mark.parametrize(
+    "code", [c for c, v in CODES.items() if not v.example_is_command and c not in EXAMPLE_NOT_RUNNABLE]
+)
+def test_example_triggers_its_code(code, monkeypatch):
+    monkeypatch.chdir(REPO)
+    codes = [d.code for d in check(CODES[code].example + "\n", name="example.mspec")]
+    assert code in codes
+
+
+# ---- JSON ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, code, line, column, message",
+    [
+        (
+            "cnn_linear_in_features",
+            "E0301",
+            7,
+            51,
+            "`linear` declares 2304 input features but receives 4096",
+        ),
+        (
+            "gan_channels",
+            "E0305",
+            21,
+            5,
+            "generator `Generator` emits float[B, 1, 16, 16] but discriminator `Discriminator` expects "
+            "float[B, 3, 16, 16]",
+        ),
+    ],
+)
+def test_json_format(name, code, line, column, message, monkeypatch, capsys):
+    rc, out, err = run(["check", "--format", "json", relative(name)], monkeypatch, capsys)
+    assert rc == 1
+    assert err == ""
+    (diagnostic,) = json.loads(out)
+    assert diagnostic["severity"] == "error"
+    assert diagnostic["code"] == code
+    assert diagnostic["message"] == message
+    assert diagnostic["file"] == relative(name)
+    assert (diagnostic["line"], diagnostic["column"]) == (line, column)
+
+
+# ---- the catalogue ---------------------------------------------------------------------
+
+
+def test_docs_errors_md_is_generated_from_codes():
+    assert DOCS.read_text(encoding="utf-8") == markdown(), (
+        "docs/errors.md is stale: python -m modelspec.diagnostics.codes > docs/errors.md"
+    )
+
+
+def test_every_code_is_documented():
+    text = DOCS.read_text(encoding="utf-8")
+    for code, c in CODES.items():
+        assert f"\n## {code}: {c.title}\n" in text
