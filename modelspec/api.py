@@ -7,6 +7,7 @@ table = program.summary("GPT2")
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from modelspec.diagnostics import CompileError, Diagnostic, Severity, SourceMap, render_all
@@ -40,6 +41,9 @@ def read(source: str | Path, name: str | None = None) -> Sources:
 def compile_program(source: str | Path, name: str | None = None) -> tuple[Program, list[Diagnostic], SourceMap]:
     from modelspec.plugins import registry
 
+    # Checking recurses over expressions, whose depth the parser bounds (MAX_NESTING);
+    # make room for that bound.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
     sources = read(source, name)
     program, diagnostics = analyse(sources, registry())
     program._sources = sources.sources
@@ -59,3 +63,43 @@ def load(source: str | Path, name: str | None = None) -> Program:
     if errors:
         raise SpecError(errors, sources)
     return program
+
+
+def _program(program_or_path: Program | str | Path) -> Program:
+    return program_or_path if isinstance(program_or_path, Program) else load(program_or_path)
+
+
+def backend(name: str):
+    """The backend registered under `name` (built-in or from a plugin)."""
+    from modelspec.plugins import registry
+
+    found = registry().backend(name)
+    if found is None:
+        from modelspec.diagnostics import suggestion
+
+        known = sorted(registry().backends)
+        hint = suggestion(name, known) or "backends: " + ", ".join(known)
+        raise ValueError(f"no backend named {name!r} ({hint})")
+    return found
+
+
+def compile_source(program_or_path: Program | str | Path, model: str | None = None, backend_name: str = "torch") -> str:
+    """The source a backend generates for `model` (what `mspec compile` writes)."""
+    program = _program(program_or_path)
+    return backend(backend_name).generate(program, program.model(model).name)
+
+
+def build(
+    program_or_path: Program | str | Path,
+    model: str | None = None,
+    backend: str = "torch",
+    **options,
+):
+    """A runnable module for `model`: for the torch backend an `nn.Module`, an
+    instance of exactly the class in the source `compile_source` returns.
+
+    Options (torch): device="cpu" | "cuda" | "meta", dtype=None | "bfloat16" | ...,
+    seed=0 (initialisation is reproducible), compile=False (wrap in torch.compile).
+    """
+    program = _program(program_or_path)
+    return globals()["backend"](backend).build(program, program.model(model).name, **options)

@@ -46,30 +46,7 @@ HELPERS = {
 }
 
 # Specs whose diagnostics are not right yet (no snapshot): name -> the problem.
-PENDING = {
-    "cnn_linear_in_features": "the secondary label `this is float[B, 4096]` underlines the whole pipe "
-    "`features |> ... |> linear(classes)` instead of `features |> flatten`",
-    "syntax_missing_brace": "the `expected ...` note lists `)` and operators and cuts `}` off behind `…`",
-    "syntax_keyword_arg_colon": "the `expected ...` note hides `=`, the one token that fits, behind `…`",
-    "syntax_unexpected_char": "the `expected ...` note lists `(`, `)`, `,`, operators: none is valid there",
-    "string_windows_path": "E0003 for a bad escape marks the whole `import` statement, not the string or `\\c`",
-    "import_missing": "one mistake, two errors: the missing import also gives E0202 `unknown layer GPTBlock`",
-    "plugin_missing": "one mistake, two errors: the missing plugin also gives E0202 `unknown layer swin_block`",
-    "unknown_argument": "one mistake, two errors: `kernel_size=` gives E0203 and also E0204 `kernel` missing",
-    "missing_argument": "E0204 marks the whole pipe `image |> conv2d(16) |> relu`, not `conv2d(16)`",
-    "block_input_rank": "E0304 for a piped block call marks the `input` declaration of the tensor, not the call",
-    "assert_divisible": "one mistake, four errors: the failed assert in SelfAttention is followed by 3 E0301",
-    "variant_of_block": "help `did you mean `Stage`?` proposes the very name that is wrong",
-    "repeat_constant_changes": "E0209 marks `repeat 3 {` with no label, not the assignment `width = width * 2`",
-    "train_unknown_setting": "one mistake, two errors: `optimiser` also gives E0403 `no optimizer setting`",
-    "gan_train_roles": "one mistake, two errors: role `disc` gives E0407 and E0403; no `discriminator` help",
-    "gan_model_string": "E0402 has no source location at all",
-    "flat_sum_210_terms": "a flat sum of 210 terms is reported as `nesting is too deep` at the second term",
-    "multi_cnn": "`kernal=` gives E0203 + E0204; `kernel=0` gives E0208 + E0207 `should be a valid tuple`",
-    "multi_mlp_train": "the model's failed output makes the train block report `logits` as unknown (E0407, "
-    "`outputs nothing`); the model's own error comes last",
-    "multi_gan": "the generator's failed output adds E0305 `generator has 0 output(s)`, reported first",
-}
+PENDING: dict[str, str] = {}
 
 # Codes that no spec file can trigger: code -> why.
 NOT_FROM_A_SPEC = {
@@ -79,10 +56,7 @@ NOT_FROM_A_SPEC = {
 }
 
 # Spec-triggerable codes whose only broken specs are still PENDING: code -> why.
-ONLY_PENDING = {
-    "E0101": "a missing import always cascades (what it would provide is unknown), see import_missing",
-    "E0104": "a missing plugin always cascades (what it would provide is unknown), see plugin_missing",
-}
+ONLY_PENDING: dict[str, str] = {}
 
 # CODES examples that are not one self-contained spec.
 EXAMPLE_NOT_RUNNABLE = {

@@ -306,6 +306,8 @@ class Generator:
             self.check_attribute(node)
             init = _render_macro(lowering.template, lowering.init, context)
             source.init.append(f"{module} = {init}{('  # ' + where) if where else ''}")
+            if "init" in node.attrs:
+                source.init += _init_lines(module, node)
             for param in node.params:
                 if param.tied_to:
                     owner, _, pname = param.tied_to.rpartition(".")
@@ -377,6 +379,8 @@ class Generator:
                 helpers.append(text)
         from modelspec import __version__
 
+        body = "\n".join(helpers + [line for c in self.classes for line in c.init + c.forward + [c.returns]])
+        imports = [name for name in ("math", "torch", "F") if re.search(rf"\b{name}\.", body)]
         source_file = _comment_file(model.span) or "<string>"
         text = (
             _environment()
@@ -387,9 +391,38 @@ class Generator:
                 source=source_file,
                 helpers=helpers,
                 classes=self.classes,
+                imports=imports,
             )
         )
         return text, class_name
+
+
+# The spec's initialisers (modelspec.ops.init) as torch.nn.init calls: name -> (function, argument names).
+INIT_FUNCTIONS = {
+    "normal": ("normal_", {"mean": "mean", "std": "std"}),
+    "trunc_normal": ("trunc_normal_", {"mean": "mean", "std": "std", "a": "a", "b": "b"}),
+    "uniform": ("uniform_", {"low": "a", "high": "b"}),
+    "constant": ("constant_", {"value": "val"}),
+    "zeros": ("zeros_", {}),
+    "ones": ("ones_", {}),
+    "xavier_uniform": ("xavier_uniform_", {"gain": "gain"}),
+    "xavier_normal": ("xavier_normal_", {"gain": "gain"}),
+    "kaiming_uniform": ("kaiming_uniform_", {"a": "a", "mode": "mode", "nonlinearity": "nonlinearity"}),
+    "kaiming_normal": ("kaiming_normal_", {"a": "a", "mode": "mode", "nonlinearity": "nonlinearity"}),
+    "orthogonal": ("orthogonal_", {"gain": "gain"}),
+}
+
+
+def _init_lines(module: str, node: Node) -> list[str]:
+    """`nn.init` calls for the parameters whose initialiser the spec declared (`init=`)."""
+    lines = []
+    for param in node.params:
+        if param.buffer or param.tied_to or param.init not in INIT_FUNCTIONS:
+            continue
+        function, names = INIT_FUNCTIONS[param.init]
+        arguments = "".join(f", {names[k]}={v!r}" for k, v in param.init_args.items() if k in names)
+        lines.append(f"nn.init.{function}({module}.{param.name}{arguments})")
+    return lines
 
 
 def _camel(name: str) -> str:

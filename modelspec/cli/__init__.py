@@ -11,6 +11,7 @@ import sys
 import click
 
 from modelspec.cli.check import check_command
+from modelspec.cli.compile import compile_command
 from modelspec.cli.fmt import fmt_command
 from modelspec.cli.graph import graph_command
 from modelspec.cli.summary import summary_command
@@ -23,6 +24,7 @@ def cli() -> None:
 
 
 cli.add_command(check_command)
+cli.add_command(compile_command)
 cli.add_command(summary_command)
 cli.add_command(fmt_command)
 cli.add_command(graph_command)

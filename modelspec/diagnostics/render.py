@@ -10,8 +10,13 @@ from modelspec.diagnostics.span import SourceMap
 
 
 def did_you_mean(name: str, candidates, limit: int = 4) -> list[str]:
-    """Up to `limit` known names close to `name`, best first."""
-    return difflib.get_close_matches(name, sorted(set(candidates)), n=limit, cutoff=0.6)
+    """Up to `limit` known names close to `name`, best first: near spellings,
+    then names that `name` abbreviates (`disc` for `discriminator`)."""
+    known = sorted(set(candidates))
+    close = difflib.get_close_matches(name, known, n=limit, cutoff=0.6)
+    if len(name) >= 3:
+        close += [c for c in known if c.startswith(name) and c not in close]
+    return close[:limit]
 
 
 def suggestion(name: str, candidates) -> str | None:
@@ -46,21 +51,26 @@ def render(diagnostic: Diagnostic, sources: SourceMap, color: bool = False) -> s
     width = max((len(str(label.span.line)) for label, _ in labels), default=1)
     gutter = " " * width
     shown_file = None
-    for label, primary in labels:
+    previous_line = None
+    # Labels on one line share one printing of it, primary first.
+    for index, (label, primary) in enumerate(labels):
         span = label.span
         arrow = "-->" if shown_file is None else ":::"
         if span.file != shown_file:
             out.append(paint(f"{gutter}{arrow} ", "blue") + f"{span}")
             shown_file = span.file
+            previous_line = None
         text = sources.line(span.file, span.line)
         if text is None:
             continue
         text = _printable(text)
+        if (span.file, span.line) != previous_line:
+            out.append(paint(f"{gutter} |", "blue"))
+            out.append(paint(f"{span.line:>{width}} | ", "blue") + text)
+            previous_line = (span.file, span.line)
         end = span.end_column if span.end_line == span.line else len(text) + 1
         length = max(1, end - span.column)
         mark = ("^" if primary else "-") * length
-        out.append(paint(f"{gutter} |", "blue"))
-        out.append(paint(f"{span.line:>{width}} | ", "blue") + text)
         underline = " " * (span.column - 1) + mark + (f" {label.message}" if label.message else "")
         out.append(paint(f"{gutter} | ", "blue") + paint(underline, severity if primary else "blue"))
     for note in diagnostic.notes:

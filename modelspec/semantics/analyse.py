@@ -26,7 +26,8 @@ def collect_decls(sources: Sources, registry, diagnostics: list[Diagnostic]) -> 
                         f"this spec needs the plugin `{use.plugin}`, which is not installed",
                         use.span,
                         "required here",
-                        help=suggestion(use.plugin, registry.plugins) or f"install it: `pip install {use.plugin}`",
+                        help=suggestion(use.plugin, [p for p in registry.plugins if not p.startswith("modelspec")])
+                        or f"install it: `pip install {use.plugin}`",
                     )
                 )
         for decl in module.decls:
@@ -68,6 +69,7 @@ class Analyser:
         self.elaborator = Elaborator(self.decls, registry, sources.sources)
         self.program = Program(files=list(sources.sources.texts))
         self.root_names = {d.name for m in sources.modules if m.file == sources.root for d in m.decls}
+        self.failed_models: set[str] = set()  # reported already; what depends on them is not checked
 
     def run(self) -> Program:
         for decl in self.decls.values():
@@ -89,7 +91,24 @@ class Analyser:
                 self.diagnostics.extend(exc.diagnostics)
         self.diagnostics.extend(self.elaborator.diagnostics)
         self.resolve_unelaborated()
+        self.diagnostics = self.without_cascades(self.diagnostics)
         return self.program
+
+    def without_cascades(self, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+        """One mistake, one diagnostic: when an import or plugin is missing, names
+        it would have provided are not reported again as unknown; then source order."""
+        missing_source = any(d.code in ("E0101", "E0104", "E0102") for d in diagnostics)
+        if missing_source:
+            diagnostics = [d for d in diagnostics if d.code not in ("E0201", "E0202")]
+        order = {file: i for i, file in enumerate(self.sources.sources.texts)}
+
+        def position(d: Diagnostic):
+            span = d.span
+            if span is None:
+                return (-1, 0, 0)
+            return (order.get(span.file, len(order)), span.line, span.column)
+
+        return sorted(diagnostics, key=position)
 
     def resolve_unelaborated(self) -> None:
         """Check the names of blocks and models that nothing elaborated."""
@@ -107,7 +126,10 @@ class Analyser:
         if name in self.program.models:
             return self.program.models[name]
         env = self.elaborator.bind_params(decl, positional, keywords, span, "model")
+        before = self.elaborator.reported
         graph = self.elaborator.elaborate_model(decl, env, name)
+        if self.elaborator.reported > before:
+            self.failed_models.add(name)
         model = Model(
             name=name,
             base=decl.name,
@@ -127,7 +149,8 @@ class Analyser:
                     f"`{decl.base}` is not a model",
                     decl.base_span,
                     "a variant needs a model here",
-                    help=suggestion(decl.base, [n for n, d in self.decls.items() if isinstance(d, ast.ModelDecl)]),
+                    help=suggestion(decl.base, [n for n, d in self.decls.items() if _is_model(d) and n != decl.base])
+                    or (f"`{decl.base}` is a block; a variant is of a model" if base is not None else None),
                 )
             )
         positional, keywords = [], {}
@@ -147,15 +170,24 @@ class Analyser:
     def const(self, expr: ast.Expr) -> Any:
         return C.evaluate_setting(expr, {})
 
-    def resolve_model(self, value: Any) -> Model:
-        """A model named in a gan or train block: `MLP`, `MLP()` or `MLP(hidden=64)`."""
+    def resolve_model(self, value: Any, span=None) -> Model:
+        """A model named in a gan or train block: `MLP`, `MLP()` or `MLP(hidden=64)`.
+
+        A model that failed to check raises CompileError with no diagnostics:
+        its mistakes are reported already, and what uses it is not checked."""
+        model = self._resolve_model(value, span)
+        if model.name in self.failed_models:
+            raise CompileError([])
+        return model
+
+    def _resolve_model(self, value: Any, span=None) -> Model:
         if isinstance(value, Ref):
             name, span, args, kwargs, arg_spans, kwarg_spans = value.name, value.span, (), {}, (), {}
         elif isinstance(value, CallValue):
             name, span = value.name, value.name_span
             args, kwargs, arg_spans, kwarg_spans = value.args, value.kwargs, value.arg_spans, value.kwarg_spans
         else:
-            raise CompileError(error("E0402", f"expected a model, got {describe(value)}", None))
+            raise CompileError(error("E0402", f"expected a model, got {describe(value)}", span, "not a model"))
         decl = self.decls.get(name)
         if isinstance(decl, ast.Variant):
             if args or kwargs:
@@ -204,7 +236,7 @@ class Analyser:
                         secondary=[Label(roles[item.role][1].role_span, "first here")],
                     )
                 )
-            roles[item.role] = (self.resolve_model(C.evaluate_setting(item.value, {})), item)
+            roles[item.role] = (self.resolve_model(C.evaluate_setting(item.value, {}), item.value.span), item)
         for role in ("generator", "discriminator"):
             if role not in roles:
                 raise CompileError(
@@ -284,6 +316,8 @@ class Analyser:
             return ModelInfo(name=name, kind="gan", inputs={}, outputs={}, roles=roles)
         if name in self.program.models and isinstance(value, Ref):
             model = self.program.models[name]
+            if name in self.failed_models:
+                raise CompileError([])  # reported already
         else:
             model = self.resolve_model(value)
         return ModelInfo(

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelspec.diagnostics import CompileError, Diagnostic, Label, SourceMap, Span, error, suggestion
+from modelspec.diagnostics import CompileError, Diagnostic, Label, SourceMap, Span, did_you_mean, error, suggestion
 from modelspec.ir.dims import Dim
 from modelspec.ir.graph import Constraint, Graph, Node, Param
 from modelspec.ir.types import DTYPES, TensorType, is_float
@@ -47,6 +47,7 @@ class Scope:
         self.parent = parent
         self.capture = capture
         self.assigned: set[str] = set()
+        self.assigned_at: dict[str, Span] = {}
 
     def get(self, name: str) -> Any:
         if name in self.vars:
@@ -106,6 +107,7 @@ class Frame:
     builder: Builder
     block_stack: tuple[str, ...] = ()
     call_site: Span | None = None  # where the block being elaborated was called
+    failed: bool = False  # an assertion failed: the body stopped there
 
 
 class Elaborator:
@@ -114,12 +116,14 @@ class Elaborator:
         self.registry = registry
         self.sources = sources
         self.diagnostics: list[Diagnostic] = []
+        self.reported = 0
         self._seen: set[tuple] = set()
         self._block_cache: dict[tuple, tuple[Graph, list[str], list[TensorType]] | None] = {}
 
     # ---- diagnostics ------------------------------------------------------------
 
     def report(self, diagnostic: Diagnostic, frame: Frame | None = None) -> None:
+        self.reported += 1  # counts repeats too: a model that hits a known mistake again has failed
         if frame is not None and frame.call_site is not None and diagnostic.span is not None:
             if diagnostic.span.file != frame.call_site.file or diagnostic.span.line != frame.call_site.line:
                 block = frame.block_stack[-1] if frame.block_stack else "block"
@@ -267,7 +271,7 @@ class Elaborator:
     # ---- statements ---------------------------------------------------------------
 
     def run_body(self, body: tuple[ast.Stmt, ...], frame: Frame, model_level: bool = False) -> None:
-        for stmt in body:
+        for index, stmt in enumerate(body):
             try:
                 self.run_stmt(stmt, frame, model_level)
             except CompileError as exc:
@@ -275,6 +279,16 @@ class Elaborator:
                     self.report(d, frame)
                 for name in _bound_names(stmt):
                     frame.scope.set(name, POISON)
+                if isinstance(stmt, ast.Assert):
+                    # What follows a failed assertion relies on it: checking on would only
+                    # repeat the same mistake in other words.
+                    for rest in body[index + 1 :]:
+                        for name in _bound_names(rest):
+                            frame.scope.set(name, POISON)
+                    frame.builder.graph.outputs.clear()
+                    frame.builder.graph.output_types.clear()
+                    frame.failed = True
+                    return
 
     def run_stmt(self, stmt: ast.Stmt, frame: Frame, model_level: bool) -> None:
         scope, builder = frame.scope, frame.builder
@@ -287,6 +301,7 @@ class Elaborator:
             if isinstance(value, TensorValue):
                 value = TensorValue(value.ref, value.type, value.origin, stmt.name)
             scope.set(stmt.name, value)
+            scope.assigned_at[stmt.name] = stmt.span
         elif isinstance(stmt, ast.Output):
             if stmt.name in builder.graph.outputs:
                 raise CompileError(error("E0209", f"output `{stmt.name}` is declared twice", stmt.name_span, "again"))
@@ -478,8 +493,15 @@ class Elaborator:
                     if value is POISON:
                         carried_now[var] = POISON
                         continue
+                    where = scope.assigned_at.get(var, stmt.span)
                     raise CompileError(
-                        error("E0209", f"`{var}` is a constant here and cannot change inside `repeat`", stmt.span, "")
+                        error(
+                            "E0209",
+                            f"`{var}` is a constant and cannot change inside `repeat`",
+                            where,
+                            "assigned here",
+                            help="give each iteration its value through the repeat's index: `repeat n as name[i]`",
+                        )
                     )
                 sub.graph.outputs[var] = value.ref
                 sub.graph.output_types[var] = value.type
@@ -579,10 +601,12 @@ class Elaborator:
             for stage in e.stages:
                 if value is POISON:
                     return POISON
+                first = stage is e.stages[0]
                 if isinstance(stage, ast.Name):
-                    value = self.call(stage, stage.id, stage.span, [], e, frame, piped=(value, e.value.span))
+                    value = self.call(stage, stage.id, stage.span, [], stage, frame, piped=(value, e.value.span))
                 elif isinstance(stage, ast.Call) and isinstance(stage.func, ast.Name):
-                    value = self.call(stage, stage.func.id, stage.func.span, stage.args, e, frame, piped=(value, None))
+                    piped = (value, e.value.span if first else None)
+                    value = self.call(stage, stage.func.id, stage.func.span, stage.args, stage, frame, piped=piped)
                 else:
                     raise CompileError(
                         error(
@@ -593,6 +617,8 @@ class Elaborator:
                             help="write `x |> linear(10)` or `x |> relu`",
                         )
                     )
+                # Where this value came from, for later messages: the chain up to this stage.
+                value = _with_origin(value, e.value.span.to(stage.span))
             return value
         if isinstance(e, ast.Call):
             if not isinstance(e.func, ast.Name):
@@ -711,6 +737,7 @@ class Elaborator:
         arrow: tuple[tuple[Any, Span], tuple[Any, Span]] | None = None
         identifier_args = set(op.identifier_args) if op else set()
         node_name: tuple[str, Span] | None = None
+        initialiser: tuple[dict, Span] | None = None
         if piped is not None:
             value, span = piped
             if value is POISON:
@@ -724,6 +751,9 @@ class Elaborator:
                     raise CompileError(error("E0206", f"argument `{arg.name}` is given twice", arg.name_span, "again"))
                 if arg.name == "name":
                     node_name = (self.identifier(arg), arg.span)
+                    continue
+                if arg.name == "init" and op is not None:
+                    initialiser = self.initialiser(arg, frame)
                     continue
                 if arg.name in identifier_args and isinstance(arg.value, ast.Name):
                     keywords[arg.name] = (arg.value.id, arg.span)
@@ -815,7 +845,16 @@ class Elaborator:
                 raise CompileError(error("E0206", f"argument `{key}` is given twice", span, "again (also by position)"))
             kwargs[key], spans[key] = value, span
         return self.apply_op(
-            name, inputs, kwargs, whole, frame, spans, input_spans=input_spans, node_name=node_name, call_span=name_span
+            name,
+            inputs,
+            kwargs,
+            whole,
+            frame,
+            spans,
+            input_spans=input_spans,
+            node_name=node_name,
+            call_span=name_span,
+            initialiser=initialiser,
         )
 
     def identifier(self, arg: ast.KeywordArg) -> str:
@@ -844,6 +883,7 @@ class Elaborator:
         input_spans: list[Span] | None = None,
         node_name: tuple[str, Span] | None = None,
         call_span: Span | None = None,
+        initialiser: tuple[dict, Span] | None = None,
     ) -> Any:
         op: OpSpec | None = self.registry.op(op_name)
         if op is None:
@@ -915,12 +955,69 @@ class Elaborator:
             cost_note=cost.note,
             span=whole.span,
         )
+        if initialiser is not None:
+            self.apply_initialiser(node, op_name, *initialiser)
         frame.builder.add(node)
         if len(outputs) == 1:
             return TensorValue(name, outputs[0], whole.span)
         return RecordValue(
             {str(k): TensorValue(f"{name}:{k}", t, whole.span) for k, t in enumerate(outputs)}, whole.span
         )
+
+    def initialiser(self, arg: ast.KeywordArg, frame: Frame) -> tuple[dict, Span]:
+        """`init=normal(0.02)`: validated against modelspec.ops.init."""
+        from modelspec.ops.init import INITIALISERS
+        from modelspec.semantics.values import CallValue, Ref
+
+        value = C.evaluate_setting(arg.value, _ScopeEnv(frame.scope))
+        if isinstance(value, Ref):
+            value = CallValue(value.name, value.span, value.span)
+        if not isinstance(value, CallValue):
+            raise CompileError(
+                error(
+                    "E0207",
+                    f"`init=` needs an initialiser such as `normal(0.02)`, got {describe(value)}",
+                    arg.value.span,
+                    "not an initialiser",
+                )
+            )
+        if value.name not in INITIALISERS:
+            raise CompileError(
+                error(
+                    "E0202",
+                    f"unknown initialiser `{value.name}`",
+                    value.name_span,
+                    "not an initialiser",
+                    help=suggestion(value.name, INITIALISERS) or "initialisers: " + ", ".join(INITIALISERS),
+                )
+            )
+        model, positional = INITIALISERS[value.name]
+        if len(value.args) > len(positional):
+            raise CompileError(
+                error("E0205", f"`{value.name}` takes at most {len(positional)} positional argument(s)", value.span, "")
+            )
+        given = dict(zip(positional, (C.normalise(v) for v in value.args)))
+        spans = dict(zip(positional, value.arg_spans))
+        for key, v in value.kwargs.items():
+            if key in given:
+                raise CompileError(error("E0206", f"argument `{key}` is given twice", value.kwarg_spans[key], "again"))
+            given[key], spans[key] = C.normalise(v), value.kwarg_spans[key]
+        try:
+            args = model.model_validate(given)
+        except ValidationError as exc:
+            raise CompileError(self.argument_errors(model, value.name, exc, spans, value.span)) from None
+        return {"name": value.name, "args": args.model_dump(mode="json")}, arg.span
+
+    def apply_initialiser(self, node: Node, op_name: str, initialiser: dict, span: Span) -> None:
+        weights = [p for p in node.params if not p.buffer and not p.tied_to]
+        if not weights:
+            raise CompileError(error("E0203", f"`{op_name}` here has no parameters to initialise", span, "`init=`"))
+        node.attrs["init"] = initialiser
+        for param in weights:
+            if param.name.split(".")[-1] == "weight":
+                param.init, param.init_args = initialiser["name"], dict(initialiser["args"])
+            elif param.name.split(".")[-1] == "bias":
+                param.init, param.init_args = "zeros", {}
 
     def check_tie(self, param, frame: Frame, span: Span) -> None:
         """A tied parameter must name an existing parameter of the same shape."""
@@ -956,10 +1053,16 @@ class Elaborator:
 
     def argument_errors(self, op, op_name: str, exc: ValidationError, spans: dict[str, Span], call: Span):
         out = []
-        fields = list(op.Args.model_fields)
-        for err in exc.errors():
+        fields = list(getattr(op, "Args", op).model_fields)
+        errors = _one_error_per_argument(exc.errors())
+        meant = {
+            m for e in errors if e.get("type") == "extra_forbidden" for m in did_you_mean(str(e["loc"][0]), fields)
+        }
+        for err in errors:
             loc = err.get("loc") or ()
             key = str(loc[0]) if loc else None
+            if err.get("type") == "missing" and key in meant:
+                continue  # already reported as the misspelt argument
             span = spans.get(key, call) if key else call
             kind = err.get("type", "")
             if kind == "extra_forbidden":
@@ -987,7 +1090,7 @@ class Elaborator:
                 out.append(
                     error(
                         "E0207",
-                        f"argument `{key}` of `{op_name}` has the wrong type: {err.get('msg', '').lower()}",
+                        f"argument `{key}` of `{op_name}` has the wrong type: {_pydantic_message(err)}",
                         span,
                         f"got {describe(given)}",
                     )
@@ -1117,7 +1220,7 @@ class Elaborator:
                 continue
             value = given[stmt.name]
             try:
-                self.unify_input(stmt, value, input_spans[input_decls.index(stmt)], sub)
+                self.unify_input(stmt, value, input_spans[input_decls.index(stmt)], sub, whole.span)
             except CompileError as exc:
                 failed = True
                 for d in exc.diagnostics:
@@ -1136,19 +1239,22 @@ class Elaborator:
             return None  # an output failed and was reported
         return graph, names, types
 
-    def unify_input(self, stmt: ast.Input, value: TensorValue, arg_span: Span, frame: Frame) -> None:
+    def unify_input(self, stmt: ast.Input, value: TensorValue, arg_span: Span, frame: Frame, call: Span) -> None:
         texpr = stmt.type
         graph = frame.builder.graph
 
         def mismatch(message: str, label: str, help: str | None = None) -> CompileError:
+            what = f"`{value.label}`" if value.label else "this"
             return CompileError(
                 error(
                     "E0304",
                     message,
-                    arg_span,
+                    call,
                     label,
-                    secondary=[Label(stmt.type.span, f"`{stmt.name}` is declared as this")],
-                    notes=[f"`{value.label or 'the argument'}` is {value.type}"],
+                    secondary=[
+                        Label(arg_span, f"{what} is {value.type}"),
+                        Label(stmt.type.span, f"`{stmt.name}` is declared as this"),
+                    ],
                     help=help,
                 )
             )
@@ -1160,12 +1266,12 @@ class Elaborator:
         if not dtype_ok:
             raise mismatch(
                 f"`{block}` expects `{stmt.name}` of dtype `{texpr.dtype}`, got `{value.type.dtype}`",
-                f"this is {value.type.dtype}",
+                f"expects `{texpr.dtype}`",
             )
         if len(texpr.dims) != value.type.rank:
             raise mismatch(
                 f"`{block}` expects `{stmt.name}` of rank {len(texpr.dims)}, got rank {value.type.rank}",
-                f"this is {value.type}",
+                f"expects rank {len(texpr.dims)}",
             )
         for dim_expr, actual in zip(texpr.dims, value.type.shape):
             if isinstance(dim_expr, ast.Name) and not frame.scope.has(dim_expr.id):
@@ -1175,7 +1281,7 @@ class Elaborator:
             if Dim.of(expected) != actual:
                 raise mismatch(
                     f"`{block}` expects `{stmt.name}` with size {expected} where it receives {actual}",
-                    f"this is {value.type}",
+                    f"expects size {expected} here",
                 )
         graph.inputs[stmt.name] = value.type
         graph.input_spans[stmt.name] = stmt.span
@@ -1184,6 +1290,19 @@ class Elaborator:
 
 
 # ---- helpers ---------------------------------------------------------------------------
+
+
+class _ScopeEnv:
+    """A scope seen as the mapping `evaluate_setting` reads constants from."""
+
+    def __init__(self, scope: Scope):
+        self.scope = scope
+
+    def __contains__(self, name: str) -> bool:
+        return self.scope.has(name)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.scope.get(name)
 
 
 def Scope_from(env: dict[str, Any]) -> Scope:  # noqa: N802 - reads as a constructor
@@ -1209,7 +1328,38 @@ def _arg_value(value: Any) -> Any:
 
 def _pydantic_message(err: dict) -> str:
     msg = err.get("msg", "invalid")
+    # pydantic says "input"; in a spec an input is a tensor, so say "value".
+    msg = msg.replace("Input should", "value should").replace("input should", "value should")
     return msg[0].lower() + msg[1:] if msg else msg
+
+
+def _one_error_per_argument(errors: list[dict]) -> list[dict]:
+    """pydantic reports one error per member of a union (`int | tuple[int, int]`);
+    keep the most telling one per argument: a range error over a type error."""
+    chosen: dict = {}
+    order = []
+    for err in errors:
+        loc = err.get("loc") or ()
+        key = loc[0] if loc else None
+        if key not in chosen:
+            chosen[key] = err
+            order.append(key)
+            continue
+        current = chosen[key]
+        if _is_type_error(current) and not _is_type_error(err):
+            chosen[key] = err
+    return [chosen[k] for k in order]
+
+
+def _is_type_error(err: dict) -> bool:
+    kind = err.get("type", "")
+    return kind.endswith("_type") or kind in ("is_instance_of", "union_tag_invalid", "literal_error")
+
+
+def _with_origin(value: Any, origin: Span) -> Any:
+    if isinstance(value, TensorValue):
+        return TensorValue(value.ref, value.type, origin, value.label)
+    return value
 
 
 def _param(p) -> Param:

@@ -76,6 +76,9 @@ def _check_expr(expr, bound: set[str], callables: set[str], out: list[Diagnostic
                     # `name=` and identifier arguments (`tie=wte`) name layers, not values.
                     if arg.name in ("name", "tie") and isinstance(arg.value, ast.Name):
                         continue
+                    if arg.name == "init":
+                        _check_initialiser(arg.value, stack, out)
+                        continue
                     stack.append(arg.value)
                 elif isinstance(arg, ast.PositionalArg):
                     stack.append(arg.value)
@@ -89,6 +92,27 @@ def _check_expr(expr, bound: set[str], callables: set[str], out: list[Diagnostic
             stack += list(e.items)
         elif isinstance(e, ast.Attribute):
             stack.append(e.value)
+
+
+def _check_initialiser(value, stack: list, out: list[Diagnostic]) -> None:
+    """`init=normal(std)`: the initialiser's name is not a layer; its arguments are values."""
+    from modelspec.ops.init import INITIALISERS
+
+    func = value.func if isinstance(value, ast.Call) else value
+    if isinstance(func, ast.Name) and func.id not in INITIALISERS:
+        out.append(
+            error(
+                "E0202",
+                f"unknown initialiser `{func.id}`",
+                func.span,
+                "not an initialiser",
+                help=suggestion(func.id, INITIALISERS),
+            )
+        )
+    if isinstance(value, ast.Call):
+        for arg in value.args:
+            if isinstance(arg, ast.PositionalArg | ast.KeywordArg):
+                stack.append(arg.value)
 
 
 def _check_callee(name: ast.Name, callables: set[str], out: list[Diagnostic]) -> None:

@@ -86,7 +86,7 @@ def describe(value: Any) -> str:
     if isinstance(value, float):
         return f"float `{value}`"
     if isinstance(value, str):
-        return f"string {value!r}"
+        return "string " + '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, Dim):
         return f"symbolic size `{value}`"
     if isinstance(value, tuple):

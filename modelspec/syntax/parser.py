@@ -16,7 +16,7 @@ from modelspec.syntax import ast
 
 # Deeper nesting than this is refused before the tree is walked: later stages
 # recurse over expressions, and no real spec comes near it.
-MAX_NESTING = 200
+MAX_NESTING = 400
 # Integers beyond this cannot be a size of anything; refusing them keeps
 # arithmetic on constants fast.
 MAX_INT = 2**128
@@ -93,8 +93,20 @@ def _describe(token_type: str) -> str:
     return token_type
 
 
+# Tokens that would continue an expression: listed as one "an operator" so the
+# tokens that matter (`=`, `}`, `)`, a name) stay visible.
+_OPERATORS = {"ADD_OP", "MUL_OP", "POW_OP", "COMPARE", "__ANON_0", "DOT", "LPAR", "AND", "OR", "IF", "NOT"}
+_FIRST = ["EQUAL", "COLON", "RBRACE", "RPAR", "RSQB", "COMMA", "LBRACE", "NAME", "STRING", "INT", "FLOAT"]
+
+
 def _expected(names) -> str:
-    described = sorted({_describe(n) for n in names if not n.startswith("__")})
+    names = set(names)
+    operators = {n for n in names if n in _OPERATORS or n.startswith("__ANON")}
+    ordered = [n for n in _FIRST if n in names]
+    ordered += sorted(n for n in names - operators - set(ordered) if not n.startswith("__"))
+    described = [_describe(n) for n in ordered]
+    if operators:
+        described.append("an operator")
     if not described:
         return ""
     if len(described) > 6:
@@ -149,7 +161,7 @@ class _Builder(Transformer_NonRecursive):
     @v_args(meta=True)
     def string_lit(self, meta, children):
         text = str(children[0])
-        return ast.Str(self.sp(meta), _unescape(text, self.sp(meta)), text)
+        return ast.Str(self.sp(meta), _unescape(text, self.tsp(children[0])), text)
 
     @v_args(meta=True)
     def true_lit(self, meta, children):
@@ -271,17 +283,17 @@ class _Builder(Transformer_NonRecursive):
     @v_args(meta=True)
     def assert_stmt(self, meta, children):
         condition, message = children
-        text = _unescape(str(message), self.sp(meta)) if message is not None else None
+        text = _unescape(str(message), self.tsp(message)) if message is not None else None
         return ast.Assert(self.sp(meta), condition, text)
 
     # ---- declarations
     @v_args(meta=True)
     def import_decl(self, meta, children):
-        return ast.Import(self.sp(meta), _unescape(str(children[0]), self.sp(meta)))
+        return ast.Import(self.sp(meta), _unescape(str(children[0]), self.tsp(children[0])))
 
     @v_args(meta=True)
     def use_decl(self, meta, children):
-        return ast.Use(self.sp(meta), _unescape(str(children[0]), self.sp(meta)))
+        return ast.Use(self.sp(meta), _unescape(str(children[0]), self.tsp(children[0])))
 
     @v_args(meta=True)
     def param(self, meta, children):
@@ -365,12 +377,14 @@ def _unescape(text: str, span: Span) -> str:
         if ch == "\\" and i + 1 < len(body):
             nxt = body[i + 1]
             if nxt not in _ESCAPES:
+                # `span` is the string token's: the escape starts after the quote, at `i`.
+                at = Span(span.file, span.line, span.column + 1 + i, span.line, span.column + 3 + i)
                 raise CompileError(
                     error(
                         "E0003",
                         f"unknown escape `\\{nxt}` in string",
-                        span,
-                        "in this string",
+                        at,
+                        "unknown escape",
                         help='the escapes are \\n, \\t, \\r, \\0, \\\\ and \\"',
                     )
                 )

@@ -391,6 +391,7 @@ class _Checker:
         self.decl = decl
         self.registry = registry
         self.resolve_model = resolve_model
+        self.meant: set[str] = set()  # names that a misspelling was reported for
         self.diagnostics: list[Diagnostic] = []
         self.seen: dict[str, ast.Setting] = {}  # first occurrence of each key
         self.values: dict[str, Any] = {}  # key -> checked value, for keys that passed
@@ -416,6 +417,8 @@ class _Checker:
     def read(self, setting: ast.Setting) -> None:
         key = setting.key
         if key not in SETTINGS:
+            # The key it was meant to be is not reported again as missing.
+            self.meant.update(did_you_mean(key, SETTINGS))
             self.report(
                 "E0401",
                 f"unknown setting `{key}`",
@@ -860,7 +863,7 @@ class _Checker:
     def check_together(self) -> None:
         decl = self.decl
         for key in REQUIRED:
-            if key not in self.seen:
+            if key not in self.seen and key not in self.meant:
                 self.report(
                     "E0403",
                     f"train `{decl.name}` has no `{key}` setting",
@@ -928,6 +931,7 @@ class _Checker:
             for item in items:
                 label = item.label
                 if label not in model.roles:
+                    self.meant.update(did_you_mean(label, roles))
                     self.report(
                         "E0407",
                         f"gan `{model.name}` has no role `{label}`",
@@ -937,7 +941,7 @@ class _Checker:
                         notes=[f"the roles of `{model.name}` are {_names(roles)}"],
                     )
             for role in roles:
-                if role not in labels:
+                if role not in labels and role not in self.meant:
                     self.report(
                         "E0403",
                         f"no {key} for the `{role}` of `{model.name}`",

@@ -348,7 +348,7 @@ def test_e0401_lists_the_settings_when_nothing_is_close():
         ("epochs 1.5", "`epochs` expects a positive integer, got float `1.5`", 12),
         ("optimizer 3", "`optimizer` expects an optimizer, such as `adam(lr=1e-3)`, or", 15),
         ("accumulate true", "`accumulate` expects a positive integer, got bool `true`", 16),
-        ('clip_grad "1"', "`clip_grad` expects a positive number, got string '1'", 15),
+        ('clip_grad "1"', '`clip_grad` expects a positive number, got string "1"', 15),
         ("precision fp61", "`precision` expects `fp32`, `bf16` or `fp16`, got name `fp61`", 15),
         ("metrics [accuracy, 3]", "`metrics` expects a metric, such as `accuracy`", 13),
         ("evaluate 1", "`evaluate` expects `every(epochs=N)` or `every(steps=N)`, got int `1`", 14),
@@ -426,7 +426,7 @@ def test_e0405_a_misspelt_required_argument_is_not_also_missing():
 @pytest.mark.parametrize(
     "optimizer, message, column",
     [
-        ('sgd(lr="fast")', "argument `lr` of `sgd` expects a number, got string 'fast'", 19),
+        ('sgd(lr="fast")', 'argument `lr` of `sgd` expects a number, got string "fast"', 19),
         ("sgd(lr=0.1, nesterov=1)", "argument `nesterov` of `sgd` expects `true` or `false`, got int `1`", 27),
         ("adam(betas=0.9)", "argument `betas` of `adam` expects a tuple, got float `0.9`", 20),
         ("adam(no_decay=bias)", "argument `no_decay` of `adam` expects a list, got name `bias`", 20),
@@ -657,7 +657,7 @@ def test_e0208_word_outside_its_choices():
     d = only(block(data='text("t.txt", tokenizer=word)', loss="cross_entropy(logits, target)"))
     assert (d.code, d.message, d.span.line, d.span.column) == (
         "E0208",
-        "argument `tokenizer` of `text` must be `char` or `byte`, got string 'word'",
+        'argument `tokenizer` of `text` must be `char` or `byte`, got string "word"',
         3,
         24,
     )

@@ -1,0 +1,66 @@
+"""Initialisers a spec may declare with `init=`, e.g. `linear(d, init=normal(0.02))`.
+
+`init=` sets the initialiser of a layer's weights (every parameter whose
+name ends in `weight`); its biases start at zero, as in GPT-2 and BERT.
+Without `init=`, parameters keep their op's declared initialiser
+(PyTorch's defaults). Backends map these names onto their own functions.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from modelspec.ops.base import Args
+
+
+class NormalArgs(Args):
+    std: float = Field(gt=0)
+    mean: float = 0.0
+
+
+class TruncNormalArgs(Args):
+    std: float = Field(gt=0)
+    mean: float = 0.0
+    a: float = -2.0
+    b: float = 2.0
+
+
+class UniformArgs(Args):
+    low: float
+    high: float
+
+
+class ConstantArgs(Args):
+    value: float
+
+
+class GainArgs(Args):
+    gain: float = Field(default=1.0, gt=0)
+
+
+class KaimingArgs(Args):
+    a: float = 0.0
+    mode: Literal["fan_in", "fan_out"] = "fan_in"
+    nonlinearity: Literal["relu", "leaky_relu", "linear", "tanh", "sigmoid"] = "leaky_relu"
+
+
+class NoArgs(Args):
+    pass
+
+
+# name -> (arguments, positional argument names)
+INITIALISERS: dict[str, tuple[type[Args], tuple[str, ...]]] = {
+    "normal": (NormalArgs, ("std", "mean")),
+    "trunc_normal": (TruncNormalArgs, ("std", "mean", "a", "b")),
+    "uniform": (UniformArgs, ("low", "high")),
+    "constant": (ConstantArgs, ("value",)),
+    "zeros": (NoArgs, ()),
+    "ones": (NoArgs, ()),
+    "xavier_uniform": (GainArgs, ("gain",)),
+    "xavier_normal": (GainArgs, ("gain",)),
+    "kaiming_uniform": (KaimingArgs, ("a", "mode", "nonlinearity")),
+    "kaiming_normal": (KaimingArgs, ("a", "mode", "nonlinearity")),
+    "orthogonal": (GainArgs, ("gain",)),
+}
