@@ -53,7 +53,7 @@ def render(diagnostic: Diagnostic, sources: SourceMap, color: bool = False) -> s
     shown_file = None
     previous_line = None
     # Labels on one line share one printing of it, primary first.
-    for index, (label, primary) in enumerate(labels):
+    for label, primary in labels:
         span = label.span
         arrow = "-->" if shown_file is None else ":::"
         if span.file != shown_file:
