@@ -52,8 +52,56 @@ MULTIHEAD_ATTENTION = '''class MultiheadAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal)
         return self.out_proj(y.transpose(1, 2).flatten(2))'''
 
+ATTENTION = '''class Attention(nn.Module):
+    """Scaled dot-product attention over [B, h, T, d] (no parameters).
+
+    While decoding with a KV cache (`modelspec_torch.generate`), `past` holds
+    the keys and values of earlier positions, so each new token costs one
+    position's projections instead of the whole prefix.
+    """
+
+    caches_keys_and_values = True
+
+    def __init__(self, causal=False, dropout=0.0, scale=None):
+        super().__init__()
+        self.causal, self.dropout, self.scale = causal, dropout, scale
+        self.past = None  # None: no cache; a list [keys, values] (empty at first) while decoding
+
+    def forward(self, q, k, v, mask=None):
+        if self.past is not None:
+            if self.past:
+                k, v = torch.cat([self.past[0], k], dim=-2), torch.cat([self.past[1], v], dim=-2)
+            self.past[:] = [k, v]
+        causal, earlier = self.causal, k.size(-2) - q.size(-2)
+        if causal and (mask is not None or earlier):
+            # Query i sits at position earlier + i and may see keys up to there.
+            allowed = torch.ones(q.size(-2), k.size(-2), dtype=torch.bool, device=q.device).tril(earlier)
+            if mask is None:
+                mask = allowed
+            elif mask.dtype == torch.bool:
+                mask = mask & allowed
+            else:
+                mask = mask.masked_fill(~allowed, float("-inf"))
+            causal = False
+        dropout = self.dropout if self.training else 0.0
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal, scale=self.scale
+        )'''
+
+POSITIONS = '''class Positions(nn.Module):
+    """Positions 0..length-1 of a sequence, shifted by `offset` tokens already decoded (no parameters)."""
+
+    def __init__(self):
+        super().__init__()
+        self.offset = 0
+
+    def forward(self, length, device):
+        return torch.arange(self.offset, self.offset + length, device=device)'''
+
 # name -> (source, helpers it needs), in the order they are emitted
 HELPERS = {
+    "Attention": (ATTENTION, ()),
+    "Positions": (POSITIONS, ()),
     "with_causal": (WITH_CAUSAL, ()),
     "rotary": (ROTARY, ()),
     "SinusoidalPositions": (SINUSOIDAL_POSITIONS, ()),

@@ -88,7 +88,9 @@ def embedding(site: Site) -> dict:
 
 
 def positions(site: Site) -> dict:
-    return {"length": site.dim(parse_dim(str(site.attrs["length"]))), "device": site.device}
+    site.helpers.add("Positions")
+    length = site.dim(parse_dim(str(site.attrs["length"])))
+    return {"length": length, "device": site.device, "module": site.module}
 
 
 def positional_encoding(site: Site) -> dict:
@@ -279,21 +281,15 @@ def split_heads(site: Site) -> dict:
 
 
 def attention(site: Site) -> dict:
+    site.helpers.add("Attention")
     a = site.attrs
-    q, k, v = site.inputs[:3]
-    mask = site.inputs[3] if len(site.inputs) > 3 else None
-    causal = a["causal"]
-    if mask is not None and causal:
-        site.helpers.add("with_causal")
-        mask, causal = f"with_causal({mask}, {q}.size(-2), {k}.size(-2))", False
+    scale = a.get("scale")
     return {
-        "q": q,
-        "k": k,
-        "v": v,
-        "mask": mask,
-        "causal": causal,
+        "causal": a["causal"],
         "dropout": _py(float(a["dropout"])),
-        "scale": a.get("scale"),
+        "scale": None if scale is None else _py(float(scale)),
+        "module": site.module,
+        "arguments": ", ".join(site.inputs),
     }
 
 
@@ -330,7 +326,7 @@ def _dims_tuple(values) -> str:
 LOWERINGS = [
     Lowering("linear", "layers.j2", "forward_linear", linear, init="init_linear"),
     Lowering("embedding", "layers.j2", "forward_embedding", embedding, init="init_embedding"),
-    Lowering("positions", "layers.j2", "forward_positions", positions),
+    Lowering("positions", "layers.j2", "forward_positions", positions, init="init_positions"),
     Lowering(
         "positional_encoding",
         "layers.j2",
@@ -394,7 +390,7 @@ LOWERINGS = [
     ),
     Lowering("split_heads", "shape.j2", "forward_split_heads", split_heads),
     Lowering("merge_heads", "shape.j2", "forward_merge_heads", lambda s: {"x": s.x}),
-    Lowering("attention", "attention.j2", "forward_attention", attention),
+    Lowering("attention", "attention.j2", "forward_attention", attention, init="init_attention"),
     Lowering(
         "multihead_attention",
         "attention.j2",

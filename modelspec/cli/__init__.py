@@ -13,6 +13,7 @@ import click
 from modelspec.cli.check import check_command
 from modelspec.cli.compile import compile_command
 from modelspec.cli.fmt import fmt_command
+from modelspec.cli.generate import generate_command
 from modelspec.cli.graph import graph_command
 from modelspec.cli.summary import summary_command
 
@@ -27,6 +28,7 @@ cli.add_command(check_command)
 cli.add_command(compile_command)
 cli.add_command(summary_command)
 cli.add_command(fmt_command)
+cli.add_command(generate_command)
 cli.add_command(graph_command)
 
 
