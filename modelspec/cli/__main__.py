@@ -1,0 +1,7 @@
+"""`python -m modelspec.cli` runs the `mspec` command."""
+
+import sys
+
+from modelspec.cli import main
+
+sys.exit(main())
