@@ -7,13 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-import modelspec  # noqa: E402
-from modelspec.diagnostics import CompileError  # noqa: E402
-from modelspec_torch.build import build, load_module_class  # noqa: E402
-from modelspec_torch.codegen import generate_source  # noqa: E402
+import modelspec
+from modelspec.diagnostics import CompileError
+from modelspec_torch.build import build, load_module_class
+from modelspec_torch.codegen import generate_source
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"

@@ -1,12 +1,11 @@
 """Sampling with a KV cache, and `mspec generate`."""
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-import modelspec  # noqa: E402
-from modelspec.cli import main  # noqa: E402
-from modelspec_torch.generate import Tokenizer, kv_cache, sample  # noqa: E402
+import modelspec
+from modelspec.cli import main
+from modelspec_torch.generate import Tokenizer, kv_cache, sample
 
 TINY = """
 import "{root}/specs/gpt2.mspec"
