@@ -240,6 +240,16 @@ def _layout(
 # ---- the printer -----------------------------------------------------------------------
 
 
+@dataclass
+class _Chunk:
+    """A top-level item with the comments before it, as it will be printed."""
+
+    item: object
+    leading: list[tuple[bool, str]]  # (a blank line before it in the source, the comment)
+    blank_before_item: bool
+    lines: list[str]
+
+
 class _Printer:
     def __init__(self, src: _Source):
         self.src = src
@@ -357,20 +367,20 @@ class _Printer:
         is broken before each `|>`, or each `+` and `-`."""
         inner = self.src.take(span.start, span.end)
         one = indent + head + (self.expr(value) if value is not None else "")
-        parts = self.chain(value) if value is not None else None
+        chainable = isinstance(value, ast.Pipe) or (isinstance(value, ast.Binary) and value.op in ("+", "-"))
 
         def broken() -> list[_Segment]:
-            (first, first_end), *rest = parts
+            (first, first_end), *rest = self.chain(value)
             segments = [_Segment(span.start, first_end, indent + head + first, indent)]
             more = indent + INDENT
             return segments + [_Segment(start, end, more + text, more) for text, start, end in rest]
 
         single = _Segment(span.start, span.end, one, indent)
-        return _render(_layout(single, broken if parts else None, inner, len(one) > MAX_WIDTH), trailing)
+        return _render(_layout(single, broken if chainable else None, inner, len(one) > MAX_WIDTH), trailing)
 
-    def chain(self, value: ast.Expr) -> list | None:
-        """A pipe or a sum as its first operand, then each `|> stage` (or `+ term`)
-        with the source range it stands for; None for other expressions."""
+    def chain(self, value: ast.Pipe | ast.Binary) -> list:
+        """A pipe or a sum as its first operand, then each `|> stage` (or `+ term`),
+        with the source range each stands for."""
         if isinstance(value, ast.Pipe):
             parts: list = [(self.expr(value.value, OR), value.value.span.end)]
             for stage in value.stages:
@@ -384,7 +394,7 @@ class _Printer:
                 terms.append((f"{value.op} {self.expr(value.right, TERM)}", op.start, value.right.span.end))
                 value = value.left
             return [(self.expr(value, SUM), value.span.end), *reversed(terms)]
-        return None
+        raise FormatterBug(f"cannot break {type(value).__name__}")
 
     def stmt(self, s: ast.Stmt, indent: str, trailing: _Comment | None) -> list[str]:
         if isinstance(s, ast.Input):
@@ -563,13 +573,6 @@ class _Printer:
             comment_lines(src.take(0, len(src.text)), 0)
             return "\n".join(out) + "\n" if out else ""
 
-        @dataclass
-        class Chunk:
-            item: object
-            leading: list[tuple[bool, str]]  # (blank line before it, comment)
-            blank_before_item: bool
-            lines: list[str]
-
         chunks = []
         prev = 0
         for k, item in enumerate(items):
@@ -580,7 +583,7 @@ class _Printer:
             blank_before_item = src.blank_between(prev, item.span.start)
             following = items[k + 1].span.start if k + 1 < len(items) else len(src.text)
             trailing = src.take(item.span.end, min(src.eol(item.span.end), following))
-            chunks.append(Chunk(item, leading, blank_before_item, self.decl(item, trailing[0] if trailing else None)))
+            chunks.append(_Chunk(item, leading, blank_before_item, self.decl(item, trailing[0] if trailing else None)))
             prev = trailing[0].end if trailing else item.span.end
 
         # Comments at the top of the file, up to the last blank line before the
