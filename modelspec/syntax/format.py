@@ -273,9 +273,10 @@ class _Printer:
         if isinstance(e, ast.List):
             return "[" + ", ".join(self.expr(i) for i in e.items) + "]", ATOM
         if isinstance(e, ast.Unary):
+            # Parentheses the grammar does not need but a reader does: `not (a > b)`, `-(-d)`.
             if e.op == "not":
-                return "not " + self.expr(e.operand, NOT), NOT
-            return e.op + self.expr(e.operand, FACTOR), FACTOR
+                return "not " + self.expr(e.operand, FACTOR), NOT
+            return e.op + self.expr(e.operand, POWER), FACTOR
         if isinstance(e, ast.Binary):
             level, left, right = _BINARY[e.op]
             return f"{self.expr(e.left, left)} {e.op} {self.expr(e.right, right)}", level
@@ -284,7 +285,9 @@ class _Printer:
         if isinstance(e, ast.Attribute):
             return f"{self.expr(e.value, POSTFIX)}.{e.attr}", POSTFIX
         if isinstance(e, ast.Pipe):
-            parts = [self.expr(e.value, OR)] + [self.expr(s, POSTFIX) for s in e.stages]
+            # `(h + shortcut) |> relu` keeps its parentheses: without them it reads as if
+            # `relu` applied to `shortcut` alone.
+            parts = [self.expr(e.value, POSTFIX)] + [self.expr(s, POSTFIX) for s in e.stages]
             return " |> ".join(parts), PIPE
         raise FormatterBug(f"cannot print {type(e).__name__}")
 
@@ -382,7 +385,7 @@ class _Printer:
         """A pipe or a sum as its first operand, then each `|> stage` (or `+ term`),
         with the source range each stands for."""
         if isinstance(value, ast.Pipe):
-            parts: list = [(self.expr(value.value, OR), value.value.span.end)]
+            parts: list = [(self.expr(value.value, POSTFIX), value.value.span.end)]
             for stage in value.stages:
                 bar = self.src.prev_token(stage.span.start, "|>")
                 parts.append(("|> " + self.expr(stage, POSTFIX), bar.start, stage.span.end))
