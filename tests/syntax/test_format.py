@@ -678,7 +678,7 @@ def _read_spec(path: Path) -> str:
 @pytest.mark.parametrize("path", unparseable_spec_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_a_spec_with_syntax_errors_is_refused_not_formatted(path):
     with pytest.raises(CompileError):
-        format_source(decode(path.read_bytes(), str(path)) if path.read_bytes().isascii() else "\x00", str(path))
+        format_source(decode(path.read_bytes(), str(path)), str(path))
 
 
 def _comment_texts(text: str) -> list[str]:
