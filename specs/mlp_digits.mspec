@@ -1,7 +1,11 @@
 # A two-layer network on 28×28 digits: 784 -> 128 -> 10.
 model MLP(hidden: int = 128, classes: int = 10) {
     input image: float[B, 1, 28, 28]
-    output logits = image |> flatten |> linear(hidden, name=fc1) |> relu |> linear(classes, name=fc2)
+    output logits = image
+        |> flatten
+        |> linear(hidden, name=fc1)
+        |> relu
+        |> linear(classes, name=fc2)
 }
 
 # scikit-learn's 8×8 digits, resized to 28×28, trained with SGD and momentum.

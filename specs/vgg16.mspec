@@ -12,9 +12,19 @@ block ConvStage(channels: int, convs: int) {
 model VGG16(classes: int = 1000, p: float = 0.5) {
     input image: float[B, 3, 224, 224]
     features = image
-        |> ConvStage(64, 2) |> ConvStage(128, 2) |> ConvStage(256, 3) |> ConvStage(512, 3) |> ConvStage(512, 3)
-    output logits = features |> adaptive_avgpool(7) |> flatten
-        |> linear(4096, name=fc1) |> relu |> dropout(p)
-        |> linear(4096, name=fc2) |> relu |> dropout(p)
+        |> ConvStage(64, 2)
+        |> ConvStage(128, 2)
+        |> ConvStage(256, 3)
+        |> ConvStage(512, 3)
+        |> ConvStage(512, 3)
+    output logits = features
+        |> adaptive_avgpool(7)
+        |> flatten
+        |> linear(4096, name=fc1)
+        |> relu
+        |> dropout(p)
+        |> linear(4096, name=fc2)
+        |> relu
+        |> dropout(p)
         |> linear(classes, name=fc3)
 }

@@ -8,7 +8,13 @@
 # output projection's, which GPT-2 scales down by the depth.
 
 # Multi-head self-attention over a sequence: [B, T, D] -> [B, T, D].
-block SelfAttention(heads: int, causal: bool = false, p: float = 0.0, std: float = 0.02, proj_std: float = 0.02) {
+block SelfAttention(
+    heads: int,
+    causal: bool = false,
+    p: float = 0.0,
+    std: float = 0.02,
+    proj_std: float = 0.02,
+) {
     input x: float[B, T, D]
     assert D % heads == 0, "the width must divide evenly into heads"
     q = x |> linear(D, init=normal(std)) |> split_heads(heads)

@@ -927,3 +927,11 @@ def test_fmt_through_a_symlink_rewrites_the_target(tmp_path):
 def test_fmt_is_listed_in_help():
     result = CliRunner().invoke(cli, ["--help"])
     assert "fmt" in result.output
+
+
+def test_shipped_specs_are_formatted():
+    """`mspec fmt --check` is clean on every shipped spec and the standard library."""
+    from modelspec.cli import main
+
+    files = [str(p) for p in sorted(ROOT.glob("specs/*.mspec")) + sorted(ROOT.glob("modelspec/std/*.mspec"))]
+    assert main(["fmt", "--check", *files]) == 0

@@ -62,31 +62,31 @@ class SelfAttention(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.q = nn.Linear(768, 768)  # transformer.mspec:14
+        self.q = nn.Linear(768, 768)  # transformer.mspec:20
         nn.init.normal_(self.q.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.q.bias)
-        self.k = nn.Linear(768, 768)  # transformer.mspec:15
+        self.k = nn.Linear(768, 768)  # transformer.mspec:21
         nn.init.normal_(self.k.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.k.bias)
-        self.v = nn.Linear(768, 768)  # transformer.mspec:16
+        self.v = nn.Linear(768, 768)  # transformer.mspec:22
         nn.init.normal_(self.v.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.v.bias)
-        self.attention = Attention(dropout=0.1)  # transformer.mspec:17
-        self.proj = nn.Linear(768, 768)  # transformer.mspec:18
+        self.attention = Attention(dropout=0.1)  # transformer.mspec:23
+        self.proj = nn.Linear(768, 768)  # transformer.mspec:24
         nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x):
-        q = self.q(x)  # [B, T, 768]  transformer.mspec:14
-        split_heads = q.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  transformer.mspec:14
-        k = self.k(x)  # [B, T, 768]  transformer.mspec:15
-        split_heads_1 = k.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  transformer.mspec:15
-        v = self.v(x)  # [B, T, 768]  transformer.mspec:16
-        split_heads_2 = v.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  transformer.mspec:16
-        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 12, T, 64]  transformer.mspec:17
-        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 768]  transformer.mspec:17
-        proj = self.proj(merge_heads)  # [B, T, 768]  transformer.mspec:18
-        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 768]  transformer.mspec:18
+        q = self.q(x)  # [B, T, 768]  transformer.mspec:20
+        split_heads = q.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  transformer.mspec:20
+        k = self.k(x)  # [B, T, 768]  transformer.mspec:21
+        split_heads_1 = k.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  transformer.mspec:21
+        v = self.v(x)  # [B, T, 768]  transformer.mspec:22
+        split_heads_2 = v.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  transformer.mspec:22
+        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 12, T, 64]  transformer.mspec:23
+        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 768]  transformer.mspec:23
+        proj = self.proj(merge_heads)  # [B, T, 768]  transformer.mspec:24
+        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 768]  transformer.mspec:24
         return dropout
 
 
@@ -95,18 +95,18 @@ class Mlp(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.fc = nn.Linear(768, 3072)  # transformer.mspec:37
+        self.fc = nn.Linear(768, 3072)  # transformer.mspec:43
         nn.init.normal_(self.fc.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.fc.bias)
-        self.proj = nn.Linear(3072, 768)  # transformer.mspec:38
+        self.proj = nn.Linear(3072, 768)  # transformer.mspec:44
         nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x):
-        fc = self.fc(x)  # [B, T, 3072]  transformer.mspec:37
-        gelu = F.gelu(fc)  # [B, T, 3072]  transformer.mspec:37
-        proj = self.proj(gelu)  # [B, T, 768]  transformer.mspec:38
-        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 768]  transformer.mspec:38
+        fc = self.fc(x)  # [B, T, 3072]  transformer.mspec:43
+        gelu = F.gelu(fc)  # [B, T, 3072]  transformer.mspec:43
+        proj = self.proj(gelu)  # [B, T, 768]  transformer.mspec:44
+        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 768]  transformer.mspec:44
         return dropout
 
 
@@ -115,18 +115,18 @@ class LayerLayer(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.attention = SelfAttention()  # bert_base.mspec:17
-        self.ln_1 = nn.LayerNorm(768, eps=1e-12)  # bert_base.mspec:17
-        self.mlp = Mlp()  # bert_base.mspec:18
-        self.ln_2 = nn.LayerNorm(768, eps=1e-12)  # bert_base.mspec:18
+        self.attention = SelfAttention()  # bert_base.mspec:23
+        self.ln_1 = nn.LayerNorm(768, eps=1e-12)  # bert_base.mspec:24
+        self.mlp = Mlp()  # bert_base.mspec:25
+        self.ln_2 = nn.LayerNorm(768, eps=1e-12)  # bert_base.mspec:25
 
     def forward(self, x):
-        attention = self.attention(x)  # [B, T, 768]  bert_base.mspec:17
-        add = x + attention  # [B, T, 768]  bert_base.mspec:17
-        ln_1 = self.ln_1(add)  # [B, T, 768]  bert_base.mspec:17
-        mlp = self.mlp(ln_1)  # [B, T, 768]  bert_base.mspec:18
-        add_1 = ln_1 + mlp  # [B, T, 768]  bert_base.mspec:18
-        ln_2 = self.ln_2(add_1)  # [B, T, 768]  bert_base.mspec:18
+        attention = self.attention(x)  # [B, T, 768]  bert_base.mspec:23
+        add = x + attention  # [B, T, 768]  bert_base.mspec:23
+        ln_1 = self.ln_1(add)  # [B, T, 768]  bert_base.mspec:24
+        mlp = self.mlp(ln_1)  # [B, T, 768]  bert_base.mspec:25
+        add_1 = ln_1 + mlp  # [B, T, 768]  bert_base.mspec:25
+        ln_2 = self.ln_2(add_1)  # [B, T, 768]  bert_base.mspec:25
         return ln_2
 
 
@@ -135,28 +135,28 @@ class BertBase(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.word_embeddings = nn.Embedding(30522, 768)  # bert_base.mspec:12
-        self.positions = Positions()  # bert_base.mspec:13
-        self.position_embeddings = nn.Embedding(512, 768)  # bert_base.mspec:13
-        self.token_type_embeddings = nn.Embedding(2, 768)  # bert_base.mspec:14
-        self.ln = nn.LayerNorm(768, eps=1e-12)  # bert_base.mspec:15
-        self.layer = nn.ModuleList([LayerLayer() for _ in range(12)])  # bert_base.mspec:16
-        self.pooler = nn.Linear(768, 768)  # bert_base.mspec:21
+        self.word_embeddings = nn.Embedding(30522, 768)  # bert_base.mspec:18
+        self.positions = Positions()  # bert_base.mspec:19
+        self.position_embeddings = nn.Embedding(512, 768)  # bert_base.mspec:19
+        self.token_type_embeddings = nn.Embedding(2, 768)  # bert_base.mspec:20
+        self.ln = nn.LayerNorm(768, eps=1e-12)  # bert_base.mspec:21
+        self.layer = nn.ModuleList([LayerLayer() for _ in range(12)])  # bert_base.mspec:22
+        self.pooler = nn.Linear(768, 768)  # bert_base.mspec:28
 
     def forward(self, tokens, segments):
         T = tokens.size(1)  # size `T`
-        word_embeddings = self.word_embeddings(tokens)  # [B, T, 768]  bert_base.mspec:12
-        positions = self.positions(T, tokens.device)  # [T]  bert_base.mspec:13
-        position_embeddings = self.position_embeddings(positions)  # [T, 768]  bert_base.mspec:13
-        add = word_embeddings + position_embeddings  # [B, T, 768]  bert_base.mspec:12
-        token_type_embeddings = self.token_type_embeddings(segments)  # [B, T, 768]  bert_base.mspec:14
-        add_1 = add + token_type_embeddings  # [B, T, 768]  bert_base.mspec:12
-        ln = self.ln(add_1)  # [B, T, 768]  bert_base.mspec:15
-        dropout = F.dropout(ln, p=0.1, training=self.training)  # [B, T, 768]  bert_base.mspec:15
+        word_embeddings = self.word_embeddings(tokens)  # [B, T, 768]  bert_base.mspec:18
+        positions = self.positions(T, tokens.device)  # [T]  bert_base.mspec:19
+        position_embeddings = self.position_embeddings(positions)  # [T, 768]  bert_base.mspec:19
+        add = word_embeddings + position_embeddings  # [B, T, 768]  bert_base.mspec:18
+        token_type_embeddings = self.token_type_embeddings(segments)  # [B, T, 768]  bert_base.mspec:20
+        add_1 = add + token_type_embeddings  # [B, T, 768]  bert_base.mspec:18
+        ln = self.ln(add_1)  # [B, T, 768]  bert_base.mspec:21
+        dropout = F.dropout(ln, p=0.1, training=self.training)  # [B, T, 768]  bert_base.mspec:21
         x = dropout
-        for layer in self.layer:  # bert_base.mspec:16
+        for layer in self.layer:  # bert_base.mspec:22
             x = layer(x)
-        select = x.select(1, 0)  # [B, 768]  bert_base.mspec:21
-        pooler = self.pooler(select)  # [B, 768]  bert_base.mspec:21
-        tanh = torch.tanh(pooler)  # [B, 768]  bert_base.mspec:21
+        select = x.select(1, 0)  # [B, 768]  bert_base.mspec:28
+        pooler = self.pooler(select)  # [B, 768]  bert_base.mspec:28
+        tanh = torch.tanh(pooler)  # [B, 768]  bert_base.mspec:28
         return {'hidden': x, 'pooled': tanh}

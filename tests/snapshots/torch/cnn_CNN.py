@@ -14,19 +14,19 @@ class CNN(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 32, 3, padding=1)  # cnn.mspec:5
-        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)  # cnn.mspec:6
-        self.fc1 = nn.Linear(4096, 128)  # cnn.mspec:7
-        self.fc2 = nn.Linear(128, 10)  # cnn.mspec:7
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)  # cnn.mspec:8
+        self.fc1 = nn.Linear(4096, 128)  # cnn.mspec:13
+        self.fc2 = nn.Linear(128, 10)  # cnn.mspec:15
 
     def forward(self, image):
         conv1 = self.conv1(image)  # [B, 32, 32, 32]  cnn.mspec:5
-        relu = F.relu(conv1)  # [B, 32, 32, 32]  cnn.mspec:5
-        maxpool = F.max_pool2d(relu, kernel_size=2)  # [B, 32, 16, 16]  cnn.mspec:5
-        conv2 = self.conv2(maxpool)  # [B, 64, 16, 16]  cnn.mspec:6
-        relu_1 = F.relu(conv2)  # [B, 64, 16, 16]  cnn.mspec:6
-        maxpool_1 = F.max_pool2d(relu_1, kernel_size=2)  # [B, 64, 8, 8]  cnn.mspec:6
-        flatten = maxpool_1.flatten(1, -1)  # [B, 4096]  cnn.mspec:7
-        fc1 = self.fc1(flatten)  # [B, 128]  cnn.mspec:7
-        relu_2 = F.relu(fc1)  # [B, 128]  cnn.mspec:7
-        fc2 = self.fc2(relu_2)  # [B, 10]  cnn.mspec:7
+        relu = F.relu(conv1)  # [B, 32, 32, 32]  cnn.mspec:6
+        maxpool = F.max_pool2d(relu, kernel_size=2)  # [B, 32, 16, 16]  cnn.mspec:7
+        conv2 = self.conv2(maxpool)  # [B, 64, 16, 16]  cnn.mspec:8
+        relu_1 = F.relu(conv2)  # [B, 64, 16, 16]  cnn.mspec:9
+        maxpool_1 = F.max_pool2d(relu_1, kernel_size=2)  # [B, 64, 8, 8]  cnn.mspec:10
+        flatten = maxpool_1.flatten(1, -1)  # [B, 4096]  cnn.mspec:12
+        fc1 = self.fc1(flatten)  # [B, 128]  cnn.mspec:13
+        relu_2 = F.relu(fc1)  # [B, 128]  cnn.mspec:14
+        fc2 = self.fc2(relu_2)  # [B, 10]  cnn.mspec:15
         return fc2

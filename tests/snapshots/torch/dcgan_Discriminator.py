@@ -14,18 +14,18 @@ class Discriminator(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv2d = nn.Conv2d(1, 64, 4, stride=2, padding=1, bias=False)  # dcgan.mspec:16
-        self.conv2d_1 = nn.Conv2d(64, 128, 4, stride=2, padding=1, bias=False)  # dcgan.mspec:17
-        self.batchnorm2d = nn.BatchNorm2d(128, eps=1e-05, momentum=0.1)  # dcgan.mspec:17
-        self.conv2d_2 = nn.Conv2d(128, 1, 4, bias=False)  # dcgan.mspec:18
+        self.conv2d = nn.Conv2d(1, 64, 4, stride=2, padding=1, bias=False)  # dcgan.mspec:21
+        self.conv2d_1 = nn.Conv2d(64, 128, 4, stride=2, padding=1, bias=False)  # dcgan.mspec:23
+        self.batchnorm2d = nn.BatchNorm2d(128, eps=1e-05, momentum=0.1)  # dcgan.mspec:24
+        self.conv2d_2 = nn.Conv2d(128, 1, 4, bias=False)  # dcgan.mspec:26
 
     def forward(self, image):
-        conv2d = self.conv2d(image)  # [B, 64, 8, 8]  dcgan.mspec:16
-        leaky_relu = F.leaky_relu(conv2d, negative_slope=0.2)  # [B, 64, 8, 8]  dcgan.mspec:16
-        conv2d_1 = self.conv2d_1(leaky_relu)  # [B, 128, 4, 4]  dcgan.mspec:17
-        batchnorm2d = self.batchnorm2d(conv2d_1)  # [B, 128, 4, 4]  dcgan.mspec:17
-        leaky_relu_1 = F.leaky_relu(batchnorm2d, negative_slope=0.2)  # [B, 128, 4, 4]  dcgan.mspec:17
-        conv2d_2 = self.conv2d_2(leaky_relu_1)  # [B, 1, 1, 1]  dcgan.mspec:18
-        flatten = conv2d_2.flatten(1, -1)  # [B, 1]  dcgan.mspec:18
-        sigmoid = torch.sigmoid(flatten)  # [B, 1]  dcgan.mspec:18
+        conv2d = self.conv2d(image)  # [B, 64, 8, 8]  dcgan.mspec:21
+        leaky_relu = F.leaky_relu(conv2d, negative_slope=0.2)  # [B, 64, 8, 8]  dcgan.mspec:22
+        conv2d_1 = self.conv2d_1(leaky_relu)  # [B, 128, 4, 4]  dcgan.mspec:23
+        batchnorm2d = self.batchnorm2d(conv2d_1)  # [B, 128, 4, 4]  dcgan.mspec:24
+        leaky_relu_1 = F.leaky_relu(batchnorm2d, negative_slope=0.2)  # [B, 128, 4, 4]  dcgan.mspec:25
+        conv2d_2 = self.conv2d_2(leaky_relu_1)  # [B, 1, 1, 1]  dcgan.mspec:26
+        flatten = conv2d_2.flatten(1, -1)  # [B, 1]  dcgan.mspec:27
+        sigmoid = torch.sigmoid(flatten)  # [B, 1]  dcgan.mspec:28
         return sigmoid

@@ -15,18 +15,18 @@ class Generator(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv_transpose2d = nn.ConvTranspose2d(100, 128, 4, bias=False)  # dcgan.mspec:7
-        self.batchnorm2d = nn.BatchNorm2d(128, eps=1e-05, momentum=0.1)  # dcgan.mspec:7
-        self.conv_transpose2d_1 = nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1, bias=False)  # dcgan.mspec:8
-        self.batchnorm2d_1 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)  # dcgan.mspec:8
-        self.conv_transpose2d_2 = nn.ConvTranspose2d(64, 1, 4, stride=2, padding=1, bias=False)  # dcgan.mspec:9
+        self.batchnorm2d = nn.BatchNorm2d(128, eps=1e-05, momentum=0.1)  # dcgan.mspec:8
+        self.conv_transpose2d_1 = nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1, bias=False)  # dcgan.mspec:10
+        self.batchnorm2d_1 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)  # dcgan.mspec:11
+        self.conv_transpose2d_2 = nn.ConvTranspose2d(64, 1, 4, stride=2, padding=1, bias=False)  # dcgan.mspec:13
 
     def forward(self, noise):
         conv_transpose2d = self.conv_transpose2d(noise)  # [B, 128, 4, 4]  dcgan.mspec:7
-        batchnorm2d = self.batchnorm2d(conv_transpose2d)  # [B, 128, 4, 4]  dcgan.mspec:7
-        relu = F.relu(batchnorm2d)  # [B, 128, 4, 4]  dcgan.mspec:7
-        conv_transpose2d_1 = self.conv_transpose2d_1(relu)  # [B, 64, 8, 8]  dcgan.mspec:8
-        batchnorm2d_1 = self.batchnorm2d_1(conv_transpose2d_1)  # [B, 64, 8, 8]  dcgan.mspec:8
-        relu_1 = F.relu(batchnorm2d_1)  # [B, 64, 8, 8]  dcgan.mspec:8
-        conv_transpose2d_2 = self.conv_transpose2d_2(relu_1)  # [B, 1, 16, 16]  dcgan.mspec:9
-        tanh = torch.tanh(conv_transpose2d_2)  # [B, 1, 16, 16]  dcgan.mspec:9
+        batchnorm2d = self.batchnorm2d(conv_transpose2d)  # [B, 128, 4, 4]  dcgan.mspec:8
+        relu = F.relu(batchnorm2d)  # [B, 128, 4, 4]  dcgan.mspec:9
+        conv_transpose2d_1 = self.conv_transpose2d_1(relu)  # [B, 64, 8, 8]  dcgan.mspec:10
+        batchnorm2d_1 = self.batchnorm2d_1(conv_transpose2d_1)  # [B, 64, 8, 8]  dcgan.mspec:11
+        relu_1 = F.relu(batchnorm2d_1)  # [B, 64, 8, 8]  dcgan.mspec:12
+        conv_transpose2d_2 = self.conv_transpose2d_2(relu_1)  # [B, 1, 16, 16]  dcgan.mspec:13
+        tanh = torch.tanh(conv_transpose2d_2)  # [B, 1, 16, 16]  dcgan.mspec:14
         return tanh

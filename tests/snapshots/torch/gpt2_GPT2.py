@@ -62,31 +62,31 @@ class SelfAttention(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.q = nn.Linear(768, 768)  # transformer.mspec:14
+        self.q = nn.Linear(768, 768)  # transformer.mspec:20
         nn.init.normal_(self.q.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.q.bias)
-        self.k = nn.Linear(768, 768)  # transformer.mspec:15
+        self.k = nn.Linear(768, 768)  # transformer.mspec:21
         nn.init.normal_(self.k.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.k.bias)
-        self.v = nn.Linear(768, 768)  # transformer.mspec:16
+        self.v = nn.Linear(768, 768)  # transformer.mspec:22
         nn.init.normal_(self.v.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.v.bias)
-        self.attention = Attention(causal=True, dropout=0.1)  # transformer.mspec:17
-        self.proj = nn.Linear(768, 768)  # transformer.mspec:18
+        self.attention = Attention(causal=True, dropout=0.1)  # transformer.mspec:23
+        self.proj = nn.Linear(768, 768)  # transformer.mspec:24
         nn.init.normal_(self.proj.weight, std=0.004082482904638631, mean=0.0)
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x):
-        q = self.q(x)  # [B, T, 768]  transformer.mspec:14
-        split_heads = q.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  transformer.mspec:14
-        k = self.k(x)  # [B, T, 768]  transformer.mspec:15
-        split_heads_1 = k.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  transformer.mspec:15
-        v = self.v(x)  # [B, T, 768]  transformer.mspec:16
-        split_heads_2 = v.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  transformer.mspec:16
-        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 12, T, 64]  transformer.mspec:17
-        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 768]  transformer.mspec:17
-        proj = self.proj(merge_heads)  # [B, T, 768]  transformer.mspec:18
-        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 768]  transformer.mspec:18
+        q = self.q(x)  # [B, T, 768]  transformer.mspec:20
+        split_heads = q.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  transformer.mspec:20
+        k = self.k(x)  # [B, T, 768]  transformer.mspec:21
+        split_heads_1 = k.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  transformer.mspec:21
+        v = self.v(x)  # [B, T, 768]  transformer.mspec:22
+        split_heads_2 = v.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  transformer.mspec:22
+        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 12, T, 64]  transformer.mspec:23
+        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 768]  transformer.mspec:23
+        proj = self.proj(merge_heads)  # [B, T, 768]  transformer.mspec:24
+        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 768]  transformer.mspec:24
         return dropout
 
 
@@ -95,18 +95,18 @@ class Mlp(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.fc = nn.Linear(768, 3072)  # transformer.mspec:37
+        self.fc = nn.Linear(768, 3072)  # transformer.mspec:43
         nn.init.normal_(self.fc.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.fc.bias)
-        self.proj = nn.Linear(3072, 768)  # transformer.mspec:38
+        self.proj = nn.Linear(3072, 768)  # transformer.mspec:44
         nn.init.normal_(self.proj.weight, std=0.004082482904638631, mean=0.0)
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x):
-        fc = self.fc(x)  # [B, T, 3072]  transformer.mspec:37
-        gelu = F.gelu(fc)  # [B, T, 3072]  transformer.mspec:37
-        proj = self.proj(gelu)  # [B, T, 768]  transformer.mspec:38
-        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 768]  transformer.mspec:38
+        fc = self.fc(x)  # [B, T, 3072]  transformer.mspec:43
+        gelu = F.gelu(fc)  # [B, T, 3072]  transformer.mspec:43
+        proj = self.proj(gelu)  # [B, T, 768]  transformer.mspec:44
+        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 768]  transformer.mspec:44
         return dropout
 
 
@@ -115,18 +115,18 @@ class HLayer(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(768, eps=1e-05)  # gpt2.mspec:15
-        self.attn = SelfAttention()  # gpt2.mspec:15
-        self.ln_2 = nn.LayerNorm(768, eps=1e-05)  # gpt2.mspec:16
-        self.mlp = Mlp()  # gpt2.mspec:16
+        self.ln_1 = nn.LayerNorm(768, eps=1e-05)  # gpt2.mspec:23
+        self.attn = SelfAttention()  # gpt2.mspec:23
+        self.ln_2 = nn.LayerNorm(768, eps=1e-05)  # gpt2.mspec:24
+        self.mlp = Mlp()  # gpt2.mspec:24
 
     def forward(self, x):
-        ln_1 = self.ln_1(x)  # [B, T, 768]  gpt2.mspec:15
-        attn = self.attn(ln_1)  # [B, T, 768]  gpt2.mspec:15
-        add = x + attn  # [B, T, 768]  gpt2.mspec:15
-        ln_2 = self.ln_2(add)  # [B, T, 768]  gpt2.mspec:16
-        mlp = self.mlp(ln_2)  # [B, T, 768]  gpt2.mspec:16
-        add_1 = add + mlp  # [B, T, 768]  gpt2.mspec:16
+        ln_1 = self.ln_1(x)  # [B, T, 768]  gpt2.mspec:23
+        attn = self.attn(ln_1)  # [B, T, 768]  gpt2.mspec:23
+        add = x + attn  # [B, T, 768]  gpt2.mspec:22
+        ln_2 = self.ln_2(add)  # [B, T, 768]  gpt2.mspec:24
+        mlp = self.mlp(ln_2)  # [B, T, 768]  gpt2.mspec:24
+        add_1 = add + mlp  # [B, T, 768]  gpt2.mspec:24
         return add_1
 
 
@@ -135,26 +135,26 @@ class GPT2(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.wte = nn.Embedding(50257, 768)  # gpt2.mspec:10
+        self.wte = nn.Embedding(50257, 768)  # gpt2.mspec:17
         nn.init.normal_(self.wte.weight, std=0.02, mean=0.0)
-        self.positions = Positions()  # gpt2.mspec:11
-        self.wpe = nn.Embedding(1024, 768)  # gpt2.mspec:11
+        self.positions = Positions()  # gpt2.mspec:18
+        self.wpe = nn.Embedding(1024, 768)  # gpt2.mspec:18
         nn.init.normal_(self.wpe.weight, std=0.01, mean=0.0)
-        self.h = nn.ModuleList([HLayer() for _ in range(12)])  # gpt2.mspec:14
-        self.ln_f = nn.LayerNorm(768, eps=1e-05)  # gpt2.mspec:18
-        self.lm_head = nn.Linear(768, 50257, bias=False)  # gpt2.mspec:18
+        self.h = nn.ModuleList([HLayer() for _ in range(12)])  # gpt2.mspec:21
+        self.ln_f = nn.LayerNorm(768, eps=1e-05)  # gpt2.mspec:26
+        self.lm_head = nn.Linear(768, 50257, bias=False)  # gpt2.mspec:26
         self.lm_head.weight = self.wte.weight  # tied
 
     def forward(self, tokens):
         T = tokens.size(1)  # size `T`
-        wte = self.wte(tokens)  # [B, T, 768]  gpt2.mspec:10
-        positions = self.positions(T, tokens.device)  # [T]  gpt2.mspec:11
-        wpe = self.wpe(positions)  # [T, 768]  gpt2.mspec:11
-        add = wte + wpe  # [B, T, 768]  gpt2.mspec:10
-        dropout = F.dropout(add, p=0.1, training=self.training)  # [B, T, 768]  gpt2.mspec:12
+        wte = self.wte(tokens)  # [B, T, 768]  gpt2.mspec:17
+        positions = self.positions(T, tokens.device)  # [T]  gpt2.mspec:18
+        wpe = self.wpe(positions)  # [T, 768]  gpt2.mspec:18
+        add = wte + wpe  # [B, T, 768]  gpt2.mspec:17
+        dropout = F.dropout(add, p=0.1, training=self.training)  # [B, T, 768]  gpt2.mspec:19
         x = dropout
-        for layer in self.h:  # gpt2.mspec:14
+        for layer in self.h:  # gpt2.mspec:21
             x = layer(x)
-        ln_f = self.ln_f(x)  # [B, T, 768]  gpt2.mspec:18
-        lm_head = self.lm_head(ln_f)  # [B, T, 50257]  gpt2.mspec:18
+        ln_f = self.ln_f(x)  # [B, T, 768]  gpt2.mspec:26
+        lm_head = self.lm_head(ln_f)  # [B, T, 50257]  gpt2.mspec:26
         return lm_head

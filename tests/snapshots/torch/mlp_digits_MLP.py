@@ -13,12 +13,12 @@ class MLP(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.fc1 = nn.Linear(784, 128)  # mlp_digits.mspec:4
-        self.fc2 = nn.Linear(128, 10)  # mlp_digits.mspec:4
+        self.fc1 = nn.Linear(784, 128)  # mlp_digits.mspec:6
+        self.fc2 = nn.Linear(128, 10)  # mlp_digits.mspec:8
 
     def forward(self, image):
-        flatten = image.flatten(1, -1)  # [B, 784]  mlp_digits.mspec:4
-        fc1 = self.fc1(flatten)  # [B, 128]  mlp_digits.mspec:4
-        relu = F.relu(fc1)  # [B, 128]  mlp_digits.mspec:4
-        fc2 = self.fc2(relu)  # [B, 10]  mlp_digits.mspec:4
+        flatten = image.flatten(1, -1)  # [B, 784]  mlp_digits.mspec:5
+        fc1 = self.fc1(flatten)  # [B, 128]  mlp_digits.mspec:6
+        relu = F.relu(fc1)  # [B, 128]  mlp_digits.mspec:7
+        fc2 = self.fc2(relu)  # [B, 10]  mlp_digits.mspec:8
         return fc2

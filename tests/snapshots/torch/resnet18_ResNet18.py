@@ -14,18 +14,18 @@ class BasicBlock(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(64, 64, 3, padding=1, bias=False)  # resnet18.mspec:8
-        self.bn1 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)  # resnet18.mspec:8
-        self.conv2 = nn.Conv2d(64, 64, 3, padding=1, bias=False)  # resnet18.mspec:9
-        self.bn2 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)  # resnet18.mspec:9
+        self.bn1 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)  # resnet18.mspec:9
+        self.conv2 = nn.Conv2d(64, 64, 3, padding=1, bias=False)  # resnet18.mspec:11
+        self.bn2 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)  # resnet18.mspec:12
 
     def forward(self, x):
         conv1 = self.conv1(x)  # [B, 64, 56, 56]  resnet18.mspec:8
-        bn1 = self.bn1(conv1)  # [B, 64, 56, 56]  resnet18.mspec:8
-        relu = F.relu(bn1)  # [B, 64, 56, 56]  resnet18.mspec:8
-        conv2 = self.conv2(relu)  # [B, 64, 56, 56]  resnet18.mspec:9
-        bn2 = self.bn2(conv2)  # [B, 64, 56, 56]  resnet18.mspec:9
-        add = bn2 + x  # [B, 64, 56, 56]  resnet18.mspec:14
-        relu_1 = F.relu(add)  # [B, 64, 56, 56]  resnet18.mspec:14
+        bn1 = self.bn1(conv1)  # [B, 64, 56, 56]  resnet18.mspec:9
+        relu = F.relu(bn1)  # [B, 64, 56, 56]  resnet18.mspec:10
+        conv2 = self.conv2(relu)  # [B, 64, 56, 56]  resnet18.mspec:11
+        bn2 = self.bn2(conv2)  # [B, 64, 56, 56]  resnet18.mspec:12
+        add = bn2 + x  # [B, 64, 56, 56]  resnet18.mspec:19
+        relu_1 = F.relu(add)  # [B, 64, 56, 56]  resnet18.mspec:19
         return relu_1
 
 
@@ -35,22 +35,22 @@ class BasicBlock_1(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(64, 128, 3, stride=2, padding=1, bias=False)  # resnet18.mspec:8
-        self.bn1 = nn.BatchNorm2d(128, eps=1e-05, momentum=0.1)  # resnet18.mspec:8
-        self.conv2 = nn.Conv2d(128, 128, 3, padding=1, bias=False)  # resnet18.mspec:9
-        self.bn2 = nn.BatchNorm2d(128, eps=1e-05, momentum=0.1)  # resnet18.mspec:9
-        self.down_conv = nn.Conv2d(64, 128, 1, stride=2, bias=False)  # resnet18.mspec:12
-        self.down_bn = nn.BatchNorm2d(128, eps=1e-05, momentum=0.1)  # resnet18.mspec:12
+        self.bn1 = nn.BatchNorm2d(128, eps=1e-05, momentum=0.1)  # resnet18.mspec:9
+        self.conv2 = nn.Conv2d(128, 128, 3, padding=1, bias=False)  # resnet18.mspec:11
+        self.bn2 = nn.BatchNorm2d(128, eps=1e-05, momentum=0.1)  # resnet18.mspec:12
+        self.down_conv = nn.Conv2d(64, 128, 1, stride=2, bias=False)  # resnet18.mspec:16
+        self.down_bn = nn.BatchNorm2d(128, eps=1e-05, momentum=0.1)  # resnet18.mspec:17
 
     def forward(self, x):
         conv1 = self.conv1(x)  # [B, 128, 28, 28]  resnet18.mspec:8
-        bn1 = self.bn1(conv1)  # [B, 128, 28, 28]  resnet18.mspec:8
-        relu = F.relu(bn1)  # [B, 128, 28, 28]  resnet18.mspec:8
-        conv2 = self.conv2(relu)  # [B, 128, 28, 28]  resnet18.mspec:9
-        bn2 = self.bn2(conv2)  # [B, 128, 28, 28]  resnet18.mspec:9
-        down_conv = self.down_conv(x)  # [B, 128, 28, 28]  resnet18.mspec:12
-        down_bn = self.down_bn(down_conv)  # [B, 128, 28, 28]  resnet18.mspec:12
-        add = bn2 + down_bn  # [B, 128, 28, 28]  resnet18.mspec:14
-        relu_1 = F.relu(add)  # [B, 128, 28, 28]  resnet18.mspec:14
+        bn1 = self.bn1(conv1)  # [B, 128, 28, 28]  resnet18.mspec:9
+        relu = F.relu(bn1)  # [B, 128, 28, 28]  resnet18.mspec:10
+        conv2 = self.conv2(relu)  # [B, 128, 28, 28]  resnet18.mspec:11
+        bn2 = self.bn2(conv2)  # [B, 128, 28, 28]  resnet18.mspec:12
+        down_conv = self.down_conv(x)  # [B, 128, 28, 28]  resnet18.mspec:16
+        down_bn = self.down_bn(down_conv)  # [B, 128, 28, 28]  resnet18.mspec:17
+        add = bn2 + down_bn  # [B, 128, 28, 28]  resnet18.mspec:19
+        relu_1 = F.relu(add)  # [B, 128, 28, 28]  resnet18.mspec:19
         return relu_1
 
 
@@ -60,18 +60,18 @@ class BasicBlock_2(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(128, 128, 3, padding=1, bias=False)  # resnet18.mspec:8
-        self.bn1 = nn.BatchNorm2d(128, eps=1e-05, momentum=0.1)  # resnet18.mspec:8
-        self.conv2 = nn.Conv2d(128, 128, 3, padding=1, bias=False)  # resnet18.mspec:9
-        self.bn2 = nn.BatchNorm2d(128, eps=1e-05, momentum=0.1)  # resnet18.mspec:9
+        self.bn1 = nn.BatchNorm2d(128, eps=1e-05, momentum=0.1)  # resnet18.mspec:9
+        self.conv2 = nn.Conv2d(128, 128, 3, padding=1, bias=False)  # resnet18.mspec:11
+        self.bn2 = nn.BatchNorm2d(128, eps=1e-05, momentum=0.1)  # resnet18.mspec:12
 
     def forward(self, x):
         conv1 = self.conv1(x)  # [B, 128, 28, 28]  resnet18.mspec:8
-        bn1 = self.bn1(conv1)  # [B, 128, 28, 28]  resnet18.mspec:8
-        relu = F.relu(bn1)  # [B, 128, 28, 28]  resnet18.mspec:8
-        conv2 = self.conv2(relu)  # [B, 128, 28, 28]  resnet18.mspec:9
-        bn2 = self.bn2(conv2)  # [B, 128, 28, 28]  resnet18.mspec:9
-        add = bn2 + x  # [B, 128, 28, 28]  resnet18.mspec:14
-        relu_1 = F.relu(add)  # [B, 128, 28, 28]  resnet18.mspec:14
+        bn1 = self.bn1(conv1)  # [B, 128, 28, 28]  resnet18.mspec:9
+        relu = F.relu(bn1)  # [B, 128, 28, 28]  resnet18.mspec:10
+        conv2 = self.conv2(relu)  # [B, 128, 28, 28]  resnet18.mspec:11
+        bn2 = self.bn2(conv2)  # [B, 128, 28, 28]  resnet18.mspec:12
+        add = bn2 + x  # [B, 128, 28, 28]  resnet18.mspec:19
+        relu_1 = F.relu(add)  # [B, 128, 28, 28]  resnet18.mspec:19
         return relu_1
 
 
@@ -81,22 +81,22 @@ class BasicBlock_3(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(128, 256, 3, stride=2, padding=1, bias=False)  # resnet18.mspec:8
-        self.bn1 = nn.BatchNorm2d(256, eps=1e-05, momentum=0.1)  # resnet18.mspec:8
-        self.conv2 = nn.Conv2d(256, 256, 3, padding=1, bias=False)  # resnet18.mspec:9
-        self.bn2 = nn.BatchNorm2d(256, eps=1e-05, momentum=0.1)  # resnet18.mspec:9
-        self.down_conv = nn.Conv2d(128, 256, 1, stride=2, bias=False)  # resnet18.mspec:12
-        self.down_bn = nn.BatchNorm2d(256, eps=1e-05, momentum=0.1)  # resnet18.mspec:12
+        self.bn1 = nn.BatchNorm2d(256, eps=1e-05, momentum=0.1)  # resnet18.mspec:9
+        self.conv2 = nn.Conv2d(256, 256, 3, padding=1, bias=False)  # resnet18.mspec:11
+        self.bn2 = nn.BatchNorm2d(256, eps=1e-05, momentum=0.1)  # resnet18.mspec:12
+        self.down_conv = nn.Conv2d(128, 256, 1, stride=2, bias=False)  # resnet18.mspec:16
+        self.down_bn = nn.BatchNorm2d(256, eps=1e-05, momentum=0.1)  # resnet18.mspec:17
 
     def forward(self, x):
         conv1 = self.conv1(x)  # [B, 256, 14, 14]  resnet18.mspec:8
-        bn1 = self.bn1(conv1)  # [B, 256, 14, 14]  resnet18.mspec:8
-        relu = F.relu(bn1)  # [B, 256, 14, 14]  resnet18.mspec:8
-        conv2 = self.conv2(relu)  # [B, 256, 14, 14]  resnet18.mspec:9
-        bn2 = self.bn2(conv2)  # [B, 256, 14, 14]  resnet18.mspec:9
-        down_conv = self.down_conv(x)  # [B, 256, 14, 14]  resnet18.mspec:12
-        down_bn = self.down_bn(down_conv)  # [B, 256, 14, 14]  resnet18.mspec:12
-        add = bn2 + down_bn  # [B, 256, 14, 14]  resnet18.mspec:14
-        relu_1 = F.relu(add)  # [B, 256, 14, 14]  resnet18.mspec:14
+        bn1 = self.bn1(conv1)  # [B, 256, 14, 14]  resnet18.mspec:9
+        relu = F.relu(bn1)  # [B, 256, 14, 14]  resnet18.mspec:10
+        conv2 = self.conv2(relu)  # [B, 256, 14, 14]  resnet18.mspec:11
+        bn2 = self.bn2(conv2)  # [B, 256, 14, 14]  resnet18.mspec:12
+        down_conv = self.down_conv(x)  # [B, 256, 14, 14]  resnet18.mspec:16
+        down_bn = self.down_bn(down_conv)  # [B, 256, 14, 14]  resnet18.mspec:17
+        add = bn2 + down_bn  # [B, 256, 14, 14]  resnet18.mspec:19
+        relu_1 = F.relu(add)  # [B, 256, 14, 14]  resnet18.mspec:19
         return relu_1
 
 
@@ -106,18 +106,18 @@ class BasicBlock_4(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(256, 256, 3, padding=1, bias=False)  # resnet18.mspec:8
-        self.bn1 = nn.BatchNorm2d(256, eps=1e-05, momentum=0.1)  # resnet18.mspec:8
-        self.conv2 = nn.Conv2d(256, 256, 3, padding=1, bias=False)  # resnet18.mspec:9
-        self.bn2 = nn.BatchNorm2d(256, eps=1e-05, momentum=0.1)  # resnet18.mspec:9
+        self.bn1 = nn.BatchNorm2d(256, eps=1e-05, momentum=0.1)  # resnet18.mspec:9
+        self.conv2 = nn.Conv2d(256, 256, 3, padding=1, bias=False)  # resnet18.mspec:11
+        self.bn2 = nn.BatchNorm2d(256, eps=1e-05, momentum=0.1)  # resnet18.mspec:12
 
     def forward(self, x):
         conv1 = self.conv1(x)  # [B, 256, 14, 14]  resnet18.mspec:8
-        bn1 = self.bn1(conv1)  # [B, 256, 14, 14]  resnet18.mspec:8
-        relu = F.relu(bn1)  # [B, 256, 14, 14]  resnet18.mspec:8
-        conv2 = self.conv2(relu)  # [B, 256, 14, 14]  resnet18.mspec:9
-        bn2 = self.bn2(conv2)  # [B, 256, 14, 14]  resnet18.mspec:9
-        add = bn2 + x  # [B, 256, 14, 14]  resnet18.mspec:14
-        relu_1 = F.relu(add)  # [B, 256, 14, 14]  resnet18.mspec:14
+        bn1 = self.bn1(conv1)  # [B, 256, 14, 14]  resnet18.mspec:9
+        relu = F.relu(bn1)  # [B, 256, 14, 14]  resnet18.mspec:10
+        conv2 = self.conv2(relu)  # [B, 256, 14, 14]  resnet18.mspec:11
+        bn2 = self.bn2(conv2)  # [B, 256, 14, 14]  resnet18.mspec:12
+        add = bn2 + x  # [B, 256, 14, 14]  resnet18.mspec:19
+        relu_1 = F.relu(add)  # [B, 256, 14, 14]  resnet18.mspec:19
         return relu_1
 
 
@@ -127,22 +127,22 @@ class BasicBlock_5(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(256, 512, 3, stride=2, padding=1, bias=False)  # resnet18.mspec:8
-        self.bn1 = nn.BatchNorm2d(512, eps=1e-05, momentum=0.1)  # resnet18.mspec:8
-        self.conv2 = nn.Conv2d(512, 512, 3, padding=1, bias=False)  # resnet18.mspec:9
-        self.bn2 = nn.BatchNorm2d(512, eps=1e-05, momentum=0.1)  # resnet18.mspec:9
-        self.down_conv = nn.Conv2d(256, 512, 1, stride=2, bias=False)  # resnet18.mspec:12
-        self.down_bn = nn.BatchNorm2d(512, eps=1e-05, momentum=0.1)  # resnet18.mspec:12
+        self.bn1 = nn.BatchNorm2d(512, eps=1e-05, momentum=0.1)  # resnet18.mspec:9
+        self.conv2 = nn.Conv2d(512, 512, 3, padding=1, bias=False)  # resnet18.mspec:11
+        self.bn2 = nn.BatchNorm2d(512, eps=1e-05, momentum=0.1)  # resnet18.mspec:12
+        self.down_conv = nn.Conv2d(256, 512, 1, stride=2, bias=False)  # resnet18.mspec:16
+        self.down_bn = nn.BatchNorm2d(512, eps=1e-05, momentum=0.1)  # resnet18.mspec:17
 
     def forward(self, x):
         conv1 = self.conv1(x)  # [B, 512, 7, 7]  resnet18.mspec:8
-        bn1 = self.bn1(conv1)  # [B, 512, 7, 7]  resnet18.mspec:8
-        relu = F.relu(bn1)  # [B, 512, 7, 7]  resnet18.mspec:8
-        conv2 = self.conv2(relu)  # [B, 512, 7, 7]  resnet18.mspec:9
-        bn2 = self.bn2(conv2)  # [B, 512, 7, 7]  resnet18.mspec:9
-        down_conv = self.down_conv(x)  # [B, 512, 7, 7]  resnet18.mspec:12
-        down_bn = self.down_bn(down_conv)  # [B, 512, 7, 7]  resnet18.mspec:12
-        add = bn2 + down_bn  # [B, 512, 7, 7]  resnet18.mspec:14
-        relu_1 = F.relu(add)  # [B, 512, 7, 7]  resnet18.mspec:14
+        bn1 = self.bn1(conv1)  # [B, 512, 7, 7]  resnet18.mspec:9
+        relu = F.relu(bn1)  # [B, 512, 7, 7]  resnet18.mspec:10
+        conv2 = self.conv2(relu)  # [B, 512, 7, 7]  resnet18.mspec:11
+        bn2 = self.bn2(conv2)  # [B, 512, 7, 7]  resnet18.mspec:12
+        down_conv = self.down_conv(x)  # [B, 512, 7, 7]  resnet18.mspec:16
+        down_bn = self.down_bn(down_conv)  # [B, 512, 7, 7]  resnet18.mspec:17
+        add = bn2 + down_bn  # [B, 512, 7, 7]  resnet18.mspec:19
+        relu_1 = F.relu(add)  # [B, 512, 7, 7]  resnet18.mspec:19
         return relu_1
 
 
@@ -152,18 +152,18 @@ class BasicBlock_6(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(512, 512, 3, padding=1, bias=False)  # resnet18.mspec:8
-        self.bn1 = nn.BatchNorm2d(512, eps=1e-05, momentum=0.1)  # resnet18.mspec:8
-        self.conv2 = nn.Conv2d(512, 512, 3, padding=1, bias=False)  # resnet18.mspec:9
-        self.bn2 = nn.BatchNorm2d(512, eps=1e-05, momentum=0.1)  # resnet18.mspec:9
+        self.bn1 = nn.BatchNorm2d(512, eps=1e-05, momentum=0.1)  # resnet18.mspec:9
+        self.conv2 = nn.Conv2d(512, 512, 3, padding=1, bias=False)  # resnet18.mspec:11
+        self.bn2 = nn.BatchNorm2d(512, eps=1e-05, momentum=0.1)  # resnet18.mspec:12
 
     def forward(self, x):
         conv1 = self.conv1(x)  # [B, 512, 7, 7]  resnet18.mspec:8
-        bn1 = self.bn1(conv1)  # [B, 512, 7, 7]  resnet18.mspec:8
-        relu = F.relu(bn1)  # [B, 512, 7, 7]  resnet18.mspec:8
-        conv2 = self.conv2(relu)  # [B, 512, 7, 7]  resnet18.mspec:9
-        bn2 = self.bn2(conv2)  # [B, 512, 7, 7]  resnet18.mspec:9
-        add = bn2 + x  # [B, 512, 7, 7]  resnet18.mspec:14
-        relu_1 = F.relu(add)  # [B, 512, 7, 7]  resnet18.mspec:14
+        bn1 = self.bn1(conv1)  # [B, 512, 7, 7]  resnet18.mspec:9
+        relu = F.relu(bn1)  # [B, 512, 7, 7]  resnet18.mspec:10
+        conv2 = self.conv2(relu)  # [B, 512, 7, 7]  resnet18.mspec:11
+        bn2 = self.bn2(conv2)  # [B, 512, 7, 7]  resnet18.mspec:12
+        add = bn2 + x  # [B, 512, 7, 7]  resnet18.mspec:19
+        relu_1 = F.relu(add)  # [B, 512, 7, 7]  resnet18.mspec:19
         return relu_1
 
 
@@ -172,32 +172,32 @@ class ResNet18(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)  # resnet18.mspec:20
-        self.bn1 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)  # resnet18.mspec:20
-        self.layer1_0 = BasicBlock()  # resnet18.mspec:22
-        self.layer1_1 = BasicBlock()  # resnet18.mspec:22
-        self.layer2_0 = BasicBlock_1()  # resnet18.mspec:23
-        self.layer2_1 = BasicBlock_2()  # resnet18.mspec:23
-        self.layer3_0 = BasicBlock_3()  # resnet18.mspec:24
-        self.layer3_1 = BasicBlock_4()  # resnet18.mspec:24
-        self.layer4_0 = BasicBlock_5()  # resnet18.mspec:25
-        self.layer4_1 = BasicBlock_6()  # resnet18.mspec:25
-        self.fc = nn.Linear(512, 1000)  # resnet18.mspec:26
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)  # resnet18.mspec:25
+        self.bn1 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)  # resnet18.mspec:26
+        self.layer1_0 = BasicBlock()  # resnet18.mspec:29
+        self.layer1_1 = BasicBlock()  # resnet18.mspec:29
+        self.layer2_0 = BasicBlock_1()  # resnet18.mspec:30
+        self.layer2_1 = BasicBlock_2()  # resnet18.mspec:30
+        self.layer3_0 = BasicBlock_3()  # resnet18.mspec:31
+        self.layer3_1 = BasicBlock_4()  # resnet18.mspec:31
+        self.layer4_0 = BasicBlock_5()  # resnet18.mspec:32
+        self.layer4_1 = BasicBlock_6()  # resnet18.mspec:32
+        self.fc = nn.Linear(512, 1000)  # resnet18.mspec:33
 
     def forward(self, image):
-        conv1 = self.conv1(image)  # [B, 64, 112, 112]  resnet18.mspec:20
-        bn1 = self.bn1(conv1)  # [B, 64, 112, 112]  resnet18.mspec:20
-        relu = F.relu(bn1)  # [B, 64, 112, 112]  resnet18.mspec:20
-        maxpool = F.max_pool2d(relu, kernel_size=3, stride=2, padding=1)  # [B, 64, 56, 56]  resnet18.mspec:21
-        layer1_0 = self.layer1_0(maxpool)  # [B, 64, 56, 56]  resnet18.mspec:22
-        layer1_1 = self.layer1_1(layer1_0)  # [B, 64, 56, 56]  resnet18.mspec:22
-        layer2_0 = self.layer2_0(layer1_1)  # [B, 128, 28, 28]  resnet18.mspec:23
-        layer2_1 = self.layer2_1(layer2_0)  # [B, 128, 28, 28]  resnet18.mspec:23
-        layer3_0 = self.layer3_0(layer2_1)  # [B, 256, 14, 14]  resnet18.mspec:24
-        layer3_1 = self.layer3_1(layer3_0)  # [B, 256, 14, 14]  resnet18.mspec:24
-        layer4_0 = self.layer4_0(layer3_1)  # [B, 512, 7, 7]  resnet18.mspec:25
-        layer4_1 = self.layer4_1(layer4_0)  # [B, 512, 7, 7]  resnet18.mspec:25
-        adaptive_avgpool = F.adaptive_avg_pool2d(layer4_1, output_size=1)  # [B, 512, 1, 1]  resnet18.mspec:26
-        flatten = adaptive_avgpool.flatten(1, -1)  # [B, 512]  resnet18.mspec:26
-        fc = self.fc(flatten)  # [B, 1000]  resnet18.mspec:26
+        conv1 = self.conv1(image)  # [B, 64, 112, 112]  resnet18.mspec:25
+        bn1 = self.bn1(conv1)  # [B, 64, 112, 112]  resnet18.mspec:26
+        relu = F.relu(bn1)  # [B, 64, 112, 112]  resnet18.mspec:27
+        maxpool = F.max_pool2d(relu, kernel_size=3, stride=2, padding=1)  # [B, 64, 56, 56]  resnet18.mspec:28
+        layer1_0 = self.layer1_0(maxpool)  # [B, 64, 56, 56]  resnet18.mspec:29
+        layer1_1 = self.layer1_1(layer1_0)  # [B, 64, 56, 56]  resnet18.mspec:29
+        layer2_0 = self.layer2_0(layer1_1)  # [B, 128, 28, 28]  resnet18.mspec:30
+        layer2_1 = self.layer2_1(layer2_0)  # [B, 128, 28, 28]  resnet18.mspec:30
+        layer3_0 = self.layer3_0(layer2_1)  # [B, 256, 14, 14]  resnet18.mspec:31
+        layer3_1 = self.layer3_1(layer3_0)  # [B, 256, 14, 14]  resnet18.mspec:31
+        layer4_0 = self.layer4_0(layer3_1)  # [B, 512, 7, 7]  resnet18.mspec:32
+        layer4_1 = self.layer4_1(layer4_0)  # [B, 512, 7, 7]  resnet18.mspec:32
+        adaptive_avgpool = F.adaptive_avg_pool2d(layer4_1, output_size=1)  # [B, 512, 1, 1]  resnet18.mspec:33
+        flatten = adaptive_avgpool.flatten(1, -1)  # [B, 512]  resnet18.mspec:33
+        fc = self.fc(flatten)  # [B, 1000]  resnet18.mspec:33
         return fc

@@ -66,31 +66,31 @@ class SelfAttention(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.q = nn.Linear(512, 512)  # transformer.mspec:14
+        self.q = nn.Linear(512, 512)  # transformer.mspec:20
         nn.init.normal_(self.q.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.q.bias)
-        self.k = nn.Linear(512, 512)  # transformer.mspec:15
+        self.k = nn.Linear(512, 512)  # transformer.mspec:21
         nn.init.normal_(self.k.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.k.bias)
-        self.v = nn.Linear(512, 512)  # transformer.mspec:16
+        self.v = nn.Linear(512, 512)  # transformer.mspec:22
         nn.init.normal_(self.v.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.v.bias)
-        self.attention = Attention(dropout=0.1)  # transformer.mspec:17
-        self.proj = nn.Linear(512, 512)  # transformer.mspec:18
+        self.attention = Attention(dropout=0.1)  # transformer.mspec:23
+        self.proj = nn.Linear(512, 512)  # transformer.mspec:24
         nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x):
-        q = self.q(x)  # [B, S, 512]  transformer.mspec:14
-        split_heads = q.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  transformer.mspec:14
-        k = self.k(x)  # [B, S, 512]  transformer.mspec:15
-        split_heads_1 = k.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  transformer.mspec:15
-        v = self.v(x)  # [B, S, 512]  transformer.mspec:16
-        split_heads_2 = v.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  transformer.mspec:16
-        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 8, S, 64]  transformer.mspec:17
-        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, S, 512]  transformer.mspec:17
-        proj = self.proj(merge_heads)  # [B, S, 512]  transformer.mspec:18
-        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, S, 512]  transformer.mspec:18
+        q = self.q(x)  # [B, S, 512]  transformer.mspec:20
+        split_heads = q.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  transformer.mspec:20
+        k = self.k(x)  # [B, S, 512]  transformer.mspec:21
+        split_heads_1 = k.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  transformer.mspec:21
+        v = self.v(x)  # [B, S, 512]  transformer.mspec:22
+        split_heads_2 = v.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  transformer.mspec:22
+        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 8, S, 64]  transformer.mspec:23
+        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, S, 512]  transformer.mspec:23
+        proj = self.proj(merge_heads)  # [B, S, 512]  transformer.mspec:24
+        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, S, 512]  transformer.mspec:24
         return dropout
 
 
@@ -99,18 +99,18 @@ class FeedForward(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.fc = nn.Linear(512, 2048)  # transformer.mspec:44
+        self.fc = nn.Linear(512, 2048)  # transformer.mspec:50
         nn.init.normal_(self.fc.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.fc.bias)
-        self.proj = nn.Linear(2048, 512)  # transformer.mspec:45
+        self.proj = nn.Linear(2048, 512)  # transformer.mspec:51
         nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x):
-        fc = self.fc(x)  # [B, S, 2048]  transformer.mspec:44
-        relu = F.relu(fc)  # [B, S, 2048]  transformer.mspec:44
-        dropout = F.dropout(relu, p=0.1, training=self.training)  # [B, S, 2048]  transformer.mspec:44
-        proj = self.proj(dropout)  # [B, S, 512]  transformer.mspec:45
+        fc = self.fc(x)  # [B, S, 2048]  transformer.mspec:50
+        relu = F.relu(fc)  # [B, S, 2048]  transformer.mspec:50
+        dropout = F.dropout(relu, p=0.1, training=self.training)  # [B, S, 2048]  transformer.mspec:50
+        proj = self.proj(dropout)  # [B, S, 512]  transformer.mspec:51
         return proj
 
 
@@ -119,18 +119,18 @@ class EncoderLayer(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.attn = SelfAttention()  # transformer.mspec:18
-        self.ln_1 = nn.LayerNorm(512, eps=1e-05)  # transformer.mspec:18
-        self.feed_forward = FeedForward()  # transformer.mspec:19
-        self.ln_2 = nn.LayerNorm(512, eps=1e-05)  # transformer.mspec:19
+        self.attn = SelfAttention()  # transformer.mspec:25
+        self.ln_1 = nn.LayerNorm(512, eps=1e-05)  # transformer.mspec:25
+        self.feed_forward = FeedForward()  # transformer.mspec:26
+        self.ln_2 = nn.LayerNorm(512, eps=1e-05)  # transformer.mspec:26
 
     def forward(self, src):
-        attn = self.attn(src)  # [B, S, 512]  transformer.mspec:18
-        add = src + attn  # [B, S, 512]  transformer.mspec:18
-        ln_1 = self.ln_1(add)  # [B, S, 512]  transformer.mspec:18
-        feed_forward = self.feed_forward(ln_1)  # [B, S, 512]  transformer.mspec:19
-        add_1 = ln_1 + feed_forward  # [B, S, 512]  transformer.mspec:19
-        ln_2 = self.ln_2(add_1)  # [B, S, 512]  transformer.mspec:19
+        attn = self.attn(src)  # [B, S, 512]  transformer.mspec:25
+        add = src + attn  # [B, S, 512]  transformer.mspec:25
+        ln_1 = self.ln_1(add)  # [B, S, 512]  transformer.mspec:25
+        feed_forward = self.feed_forward(ln_1)  # [B, S, 512]  transformer.mspec:26
+        add_1 = ln_1 + feed_forward  # [B, S, 512]  transformer.mspec:26
+        ln_2 = self.ln_2(add_1)  # [B, S, 512]  transformer.mspec:26
         return ln_2
 
 
@@ -139,31 +139,31 @@ class SelfAttention_1(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.q = nn.Linear(512, 512)  # transformer.mspec:14
+        self.q = nn.Linear(512, 512)  # transformer.mspec:20
         nn.init.normal_(self.q.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.q.bias)
-        self.k = nn.Linear(512, 512)  # transformer.mspec:15
+        self.k = nn.Linear(512, 512)  # transformer.mspec:21
         nn.init.normal_(self.k.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.k.bias)
-        self.v = nn.Linear(512, 512)  # transformer.mspec:16
+        self.v = nn.Linear(512, 512)  # transformer.mspec:22
         nn.init.normal_(self.v.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.v.bias)
-        self.attention = Attention(causal=True, dropout=0.1)  # transformer.mspec:17
-        self.proj = nn.Linear(512, 512)  # transformer.mspec:18
+        self.attention = Attention(causal=True, dropout=0.1)  # transformer.mspec:23
+        self.proj = nn.Linear(512, 512)  # transformer.mspec:24
         nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x):
-        q = self.q(x)  # [B, T, 512]  transformer.mspec:14
-        split_heads = q.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, T, 64]  transformer.mspec:14
-        k = self.k(x)  # [B, T, 512]  transformer.mspec:15
-        split_heads_1 = k.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, T, 64]  transformer.mspec:15
-        v = self.v(x)  # [B, T, 512]  transformer.mspec:16
-        split_heads_2 = v.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, T, 64]  transformer.mspec:16
-        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 8, T, 64]  transformer.mspec:17
-        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 512]  transformer.mspec:17
-        proj = self.proj(merge_heads)  # [B, T, 512]  transformer.mspec:18
-        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 512]  transformer.mspec:18
+        q = self.q(x)  # [B, T, 512]  transformer.mspec:20
+        split_heads = q.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, T, 64]  transformer.mspec:20
+        k = self.k(x)  # [B, T, 512]  transformer.mspec:21
+        split_heads_1 = k.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, T, 64]  transformer.mspec:21
+        v = self.v(x)  # [B, T, 512]  transformer.mspec:22
+        split_heads_2 = v.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, T, 64]  transformer.mspec:22
+        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 8, T, 64]  transformer.mspec:23
+        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 512]  transformer.mspec:23
+        proj = self.proj(merge_heads)  # [B, T, 512]  transformer.mspec:24
+        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 512]  transformer.mspec:24
         return dropout
 
 
@@ -172,31 +172,31 @@ class CrossAttention(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.q = nn.Linear(512, 512)  # transformer.mspec:27
+        self.q = nn.Linear(512, 512)  # transformer.mspec:33
         nn.init.normal_(self.q.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.q.bias)
-        self.k = nn.Linear(512, 512)  # transformer.mspec:28
+        self.k = nn.Linear(512, 512)  # transformer.mspec:34
         nn.init.normal_(self.k.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.k.bias)
-        self.v = nn.Linear(512, 512)  # transformer.mspec:29
+        self.v = nn.Linear(512, 512)  # transformer.mspec:35
         nn.init.normal_(self.v.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.v.bias)
-        self.attention = Attention(dropout=0.1)  # transformer.mspec:30
-        self.proj = nn.Linear(512, 512)  # transformer.mspec:31
+        self.attention = Attention(dropout=0.1)  # transformer.mspec:36
+        self.proj = nn.Linear(512, 512)  # transformer.mspec:37
         nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x, memory):
-        q = self.q(x)  # [B, T, 512]  transformer.mspec:27
-        split_heads = q.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, T, 64]  transformer.mspec:27
-        k = self.k(memory)  # [B, S, 512]  transformer.mspec:28
-        split_heads_1 = k.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  transformer.mspec:28
-        v = self.v(memory)  # [B, S, 512]  transformer.mspec:29
-        split_heads_2 = v.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  transformer.mspec:29
-        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 8, T, 64]  transformer.mspec:30
-        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 512]  transformer.mspec:30
-        proj = self.proj(merge_heads)  # [B, T, 512]  transformer.mspec:31
-        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 512]  transformer.mspec:31
+        q = self.q(x)  # [B, T, 512]  transformer.mspec:33
+        split_heads = q.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, T, 64]  transformer.mspec:33
+        k = self.k(memory)  # [B, S, 512]  transformer.mspec:34
+        split_heads_1 = k.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  transformer.mspec:34
+        v = self.v(memory)  # [B, S, 512]  transformer.mspec:35
+        split_heads_2 = v.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  transformer.mspec:35
+        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 8, T, 64]  transformer.mspec:36
+        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 512]  transformer.mspec:36
+        proj = self.proj(merge_heads)  # [B, T, 512]  transformer.mspec:37
+        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 512]  transformer.mspec:37
         return dropout
 
 
@@ -205,18 +205,18 @@ class FeedForward_1(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.fc = nn.Linear(512, 2048)  # transformer.mspec:44
+        self.fc = nn.Linear(512, 2048)  # transformer.mspec:50
         nn.init.normal_(self.fc.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.fc.bias)
-        self.proj = nn.Linear(2048, 512)  # transformer.mspec:45
+        self.proj = nn.Linear(2048, 512)  # transformer.mspec:51
         nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x):
-        fc = self.fc(x)  # [B, T, 2048]  transformer.mspec:44
-        relu = F.relu(fc)  # [B, T, 2048]  transformer.mspec:44
-        dropout = F.dropout(relu, p=0.1, training=self.training)  # [B, T, 2048]  transformer.mspec:44
-        proj = self.proj(dropout)  # [B, T, 512]  transformer.mspec:45
+        fc = self.fc(x)  # [B, T, 2048]  transformer.mspec:50
+        relu = F.relu(fc)  # [B, T, 2048]  transformer.mspec:50
+        dropout = F.dropout(relu, p=0.1, training=self.training)  # [B, T, 2048]  transformer.mspec:50
+        proj = self.proj(dropout)  # [B, T, 512]  transformer.mspec:51
         return proj
 
 
@@ -225,23 +225,23 @@ class DecoderLayer(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.self_attn = SelfAttention_1()  # transformer.mspec:26
-        self.ln_1 = nn.LayerNorm(512, eps=1e-05)  # transformer.mspec:26
-        self.cross_attn = CrossAttention()  # transformer.mspec:27
-        self.ln_2 = nn.LayerNorm(512, eps=1e-05)  # transformer.mspec:27
-        self.feed_forward = FeedForward_1()  # transformer.mspec:28
-        self.ln_3 = nn.LayerNorm(512, eps=1e-05)  # transformer.mspec:28
+        self.self_attn = SelfAttention_1()  # transformer.mspec:34
+        self.ln_1 = nn.LayerNorm(512, eps=1e-05)  # transformer.mspec:35
+        self.cross_attn = CrossAttention()  # transformer.mspec:36
+        self.ln_2 = nn.LayerNorm(512, eps=1e-05)  # transformer.mspec:37
+        self.feed_forward = FeedForward_1()  # transformer.mspec:38
+        self.ln_3 = nn.LayerNorm(512, eps=1e-05)  # transformer.mspec:38
 
     def forward(self, tgt, memory):
-        self_attn = self.self_attn(tgt)  # [B, T, 512]  transformer.mspec:26
-        add = tgt + self_attn  # [B, T, 512]  transformer.mspec:26
-        ln_1 = self.ln_1(add)  # [B, T, 512]  transformer.mspec:26
-        cross_attn = self.cross_attn(ln_1, memory)  # [B, T, 512]  transformer.mspec:27
-        add_1 = ln_1 + cross_attn  # [B, T, 512]  transformer.mspec:27
-        ln_2 = self.ln_2(add_1)  # [B, T, 512]  transformer.mspec:27
-        feed_forward = self.feed_forward(ln_2)  # [B, T, 512]  transformer.mspec:28
-        add_2 = ln_2 + feed_forward  # [B, T, 512]  transformer.mspec:28
-        ln_3 = self.ln_3(add_2)  # [B, T, 512]  transformer.mspec:28
+        self_attn = self.self_attn(tgt)  # [B, T, 512]  transformer.mspec:34
+        add = tgt + self_attn  # [B, T, 512]  transformer.mspec:34
+        ln_1 = self.ln_1(add)  # [B, T, 512]  transformer.mspec:35
+        cross_attn = self.cross_attn(ln_1, memory)  # [B, T, 512]  transformer.mspec:36
+        add_1 = ln_1 + cross_attn  # [B, T, 512]  transformer.mspec:36
+        ln_2 = self.ln_2(add_1)  # [B, T, 512]  transformer.mspec:37
+        feed_forward = self.feed_forward(ln_2)  # [B, T, 512]  transformer.mspec:38
+        add_2 = ln_2 + feed_forward  # [B, T, 512]  transformer.mspec:38
+        ln_3 = self.ln_3(add_2)  # [B, T, 512]  transformer.mspec:38
         return ln_3
 
 
@@ -250,29 +250,29 @@ class Transformer(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.src_embed = nn.Embedding(37000, 512)  # transformer.mspec:15
-        self.positional_encoding = SinusoidalPositions(512, 512)  # transformer.mspec:16
-        self.encoder = nn.ModuleList([EncoderLayer() for _ in range(6)])  # transformer.mspec:17
-        self.tgt_embed = nn.Embedding(37000, 512)  # transformer.mspec:23
-        self.positional_encoding_1 = SinusoidalPositions(512, 512)  # transformer.mspec:24
-        self.decoder = nn.ModuleList([DecoderLayer() for _ in range(6)])  # transformer.mspec:25
-        self.generator = nn.Linear(512, 37000, bias=False)  # transformer.mspec:30
+        self.src_embed = nn.Embedding(37000, 512)  # transformer.mspec:21
+        self.positional_encoding = SinusoidalPositions(512, 512)  # transformer.mspec:22
+        self.encoder = nn.ModuleList([EncoderLayer() for _ in range(6)])  # transformer.mspec:24
+        self.tgt_embed = nn.Embedding(37000, 512)  # transformer.mspec:30
+        self.positional_encoding_1 = SinusoidalPositions(512, 512)  # transformer.mspec:31
+        self.decoder = nn.ModuleList([DecoderLayer() for _ in range(6)])  # transformer.mspec:33
+        self.generator = nn.Linear(512, 37000, bias=False)  # transformer.mspec:40
         self.generator.weight = self.tgt_embed.weight  # tied
 
     def forward(self, source, target):
-        src_embed = self.src_embed(source)  # [B, S, 512]  transformer.mspec:15
-        mul = src_embed * 22.627416997969522  # [B, S, 512]  transformer.mspec:15
-        positional_encoding = mul + self.positional_encoding.weight[:mul.size(-2)]  # [B, S, 512]  transformer.mspec:16
-        dropout = F.dropout(positional_encoding, p=0.1, training=self.training)  # [B, S, 512]  transformer.mspec:16
+        src_embed = self.src_embed(source)  # [B, S, 512]  transformer.mspec:21
+        mul = src_embed * 22.627416997969522  # [B, S, 512]  transformer.mspec:21
+        positional_encoding = mul + self.positional_encoding.weight[:mul.size(-2)]  # [B, S, 512]  transformer.mspec:22
+        dropout = F.dropout(positional_encoding, p=0.1, training=self.training)  # [B, S, 512]  transformer.mspec:23
         src = dropout
-        for layer in self.encoder:  # transformer.mspec:17
+        for layer in self.encoder:  # transformer.mspec:24
             src = layer(src)
-        tgt_embed = self.tgt_embed(target)  # [B, T, 512]  transformer.mspec:23
-        mul_1 = tgt_embed * 22.627416997969522  # [B, T, 512]  transformer.mspec:23
-        positional_encoding_1 = mul_1 + self.positional_encoding_1.weight[:mul_1.size(-2)]  # [B, T, 512]  transformer.mspec:24
-        dropout_1 = F.dropout(positional_encoding_1, p=0.1, training=self.training)  # [B, T, 512]  transformer.mspec:24
+        tgt_embed = self.tgt_embed(target)  # [B, T, 512]  transformer.mspec:30
+        mul_1 = tgt_embed * 22.627416997969522  # [B, T, 512]  transformer.mspec:30
+        positional_encoding_1 = mul_1 + self.positional_encoding_1.weight[:mul_1.size(-2)]  # [B, T, 512]  transformer.mspec:31
+        dropout_1 = F.dropout(positional_encoding_1, p=0.1, training=self.training)  # [B, T, 512]  transformer.mspec:32
         tgt = dropout_1
-        for layer_1 in self.decoder:  # transformer.mspec:25
+        for layer_1 in self.decoder:  # transformer.mspec:33
             tgt = layer_1(tgt, src)
-        generator = self.generator(tgt)  # [B, T, 37000]  transformer.mspec:30
+        generator = self.generator(tgt)  # [B, T, 37000]  transformer.mspec:40
         return generator

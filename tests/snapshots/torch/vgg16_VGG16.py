@@ -206,27 +206,27 @@ class VGG16(nn.Module):
     def __init__(self):
         super().__init__()
         self.convstage = ConvStage()  # vgg16.mspec:15
-        self.convstage_1 = ConvStage_1()  # vgg16.mspec:15
-        self.convstage_2 = ConvStage_2()  # vgg16.mspec:15
-        self.convstage_3 = ConvStage_3()  # vgg16.mspec:15
-        self.convstage_4 = ConvStage_4()  # vgg16.mspec:15
-        self.fc1 = nn.Linear(25088, 4096)  # vgg16.mspec:17
-        self.fc2 = nn.Linear(4096, 4096)  # vgg16.mspec:18
-        self.fc3 = nn.Linear(4096, 1000)  # vgg16.mspec:19
+        self.convstage_1 = ConvStage_1()  # vgg16.mspec:16
+        self.convstage_2 = ConvStage_2()  # vgg16.mspec:17
+        self.convstage_3 = ConvStage_3()  # vgg16.mspec:18
+        self.convstage_4 = ConvStage_4()  # vgg16.mspec:19
+        self.fc1 = nn.Linear(25088, 4096)  # vgg16.mspec:23
+        self.fc2 = nn.Linear(4096, 4096)  # vgg16.mspec:26
+        self.fc3 = nn.Linear(4096, 1000)  # vgg16.mspec:29
 
     def forward(self, image):
         convstage = self.convstage(image)  # [B, 64, 112, 112]  vgg16.mspec:15
-        convstage_1 = self.convstage_1(convstage)  # [B, 128, 56, 56]  vgg16.mspec:15
-        convstage_2 = self.convstage_2(convstage_1)  # [B, 256, 28, 28]  vgg16.mspec:15
-        convstage_3 = self.convstage_3(convstage_2)  # [B, 512, 14, 14]  vgg16.mspec:15
-        convstage_4 = self.convstage_4(convstage_3)  # [B, 512, 7, 7]  vgg16.mspec:15
-        adaptive_avgpool = F.adaptive_avg_pool2d(convstage_4, output_size=7)  # [B, 512, 7, 7]  vgg16.mspec:16
-        flatten = adaptive_avgpool.flatten(1, -1)  # [B, 25088]  vgg16.mspec:16
-        fc1 = self.fc1(flatten)  # [B, 4096]  vgg16.mspec:17
-        relu = F.relu(fc1)  # [B, 4096]  vgg16.mspec:17
-        dropout = F.dropout(relu, p=0.5, training=self.training)  # [B, 4096]  vgg16.mspec:17
-        fc2 = self.fc2(dropout)  # [B, 4096]  vgg16.mspec:18
-        relu_1 = F.relu(fc2)  # [B, 4096]  vgg16.mspec:18
-        dropout_1 = F.dropout(relu_1, p=0.5, training=self.training)  # [B, 4096]  vgg16.mspec:18
-        fc3 = self.fc3(dropout_1)  # [B, 1000]  vgg16.mspec:19
+        convstage_1 = self.convstage_1(convstage)  # [B, 128, 56, 56]  vgg16.mspec:16
+        convstage_2 = self.convstage_2(convstage_1)  # [B, 256, 28, 28]  vgg16.mspec:17
+        convstage_3 = self.convstage_3(convstage_2)  # [B, 512, 14, 14]  vgg16.mspec:18
+        convstage_4 = self.convstage_4(convstage_3)  # [B, 512, 7, 7]  vgg16.mspec:19
+        adaptive_avgpool = F.adaptive_avg_pool2d(convstage_4, output_size=7)  # [B, 512, 7, 7]  vgg16.mspec:21
+        flatten = adaptive_avgpool.flatten(1, -1)  # [B, 25088]  vgg16.mspec:22
+        fc1 = self.fc1(flatten)  # [B, 4096]  vgg16.mspec:23
+        relu = F.relu(fc1)  # [B, 4096]  vgg16.mspec:24
+        dropout = F.dropout(relu, p=0.5, training=self.training)  # [B, 4096]  vgg16.mspec:25
+        fc2 = self.fc2(dropout)  # [B, 4096]  vgg16.mspec:26
+        relu_1 = F.relu(fc2)  # [B, 4096]  vgg16.mspec:27
+        dropout_1 = F.dropout(relu_1, p=0.5, training=self.training)  # [B, 4096]  vgg16.mspec:28
+        fc3 = self.fc3(dropout_1)  # [B, 1000]  vgg16.mspec:29
         return fc3
