@@ -161,7 +161,7 @@ def test_traceback_shows_the_generated_line():
         import traceback
 
         text = traceback.format_exc()
-    assert "mlp_digits.mspec:4" in text
+    assert "mlp_digits.mspec:6" in text
 
 
 def test_unknown_backend_is_a_clear_error():
