@@ -106,6 +106,10 @@ class Component:
     higher_is_better: bool = True
     # optimizer: extra tensors kept per parameter, as a function of the arguments
     state: Callable[[Any], int] | None = None
+    # the runtime: "module:function", imported only when training starts (so
+    # `mspec check` never imports torch); see `modelspec.train.builders` for
+    # what the function receives per kind. None: no runtime (yet).
+    build: str | None = None
 
     def parse(self, args: ComponentArgs | Mapping[str, Any]) -> ComponentArgs:
         """The arguments as `Args`, from an `Args` or from their JSON form
@@ -187,8 +191,15 @@ class AdagradArgs(OptimizerArgs):
     no_decay: Words = Field(default_factory=list)
 
 
+def _runtime(kind: str, name: str) -> str:
+    """The built-in runtime of a component: `<name>_<kind>` in the builders."""
+    return f"modelspec.train.builders:{name}_{kind}"
+
+
 def _optimizer(name: str, args: type[ComponentArgs], summary: str, state: Callable[[Any], int]) -> Component:
-    return Component("optimizer", name, args, summary, positional=("lr",), state=state)
+    return Component(
+        "optimizer", name, args, summary, positional=("lr",), state=state, build=_runtime("optimizer", name)
+    )
 
 
 OPTIMIZERS = [
@@ -255,7 +266,7 @@ class OneCycleArgs(ComponentArgs):
 
 
 def _schedule(name: str, args: type[ComponentArgs], summary: str, positional: tuple[str, ...] = ()) -> Component:
-    return Component("schedule", name, args, summary, positional=positional)
+    return Component("schedule", name, args, summary, positional=positional, build=_runtime("schedule", name))
 
 
 SCHEDULES = [
@@ -283,7 +294,7 @@ class KLDivArgs(ComponentArgs):
 
 
 def _loss(name: str, args: type[ComponentArgs], summary: str) -> Component:
-    return Component("loss", name, args, summary, inputs=2)
+    return Component("loss", name, args, summary, inputs=2, build=_runtime("loss", name))
 
 
 LOSSES = [
@@ -304,9 +315,25 @@ class TopKArgs(ComponentArgs):
 
 
 METRICS = [
-    Component("metric", "accuracy", NoArgs, "share of predictions equal to the label"),
-    Component("metric", "top_k", TopKArgs, "share of labels among the `k` best predictions", positional=("k",)),
-    Component("metric", "perplexity", NoArgs, "exp of the mean cross-entropy", higher_is_better=False),
+    Component(
+        "metric", "accuracy", NoArgs, "share of predictions equal to the label", build=_runtime("metric", "accuracy")
+    ),
+    Component(
+        "metric",
+        "top_k",
+        TopKArgs,
+        "share of labels among the `k` best predictions",
+        positional=("k",),
+        build=_runtime("metric", "top_k"),
+    ),
+    Component(
+        "metric",
+        "perplexity",
+        NoArgs,
+        "exp of the mean cross-entropy",
+        higher_is_better=False,
+        build=_runtime("metric", "perplexity"),
+    ),
 ]
 
 
@@ -425,8 +452,22 @@ class PenaltyArgs(ComponentArgs):
 
 
 REGULARIZERS = [
-    Component("regularizer", "l1", PenaltyArgs, "adds `weight` * sum of |w| to the loss", positional=("weight",)),
-    Component("regularizer", "l2", PenaltyArgs, "adds `weight` * sum of w^2 to the loss", positional=("weight",)),
+    Component(
+        "regularizer",
+        "l1",
+        PenaltyArgs,
+        "adds `weight` * sum of |w| to the loss",
+        positional=("weight",),
+        build=_runtime("regularizer", "l1"),
+    ),
+    Component(
+        "regularizer",
+        "l2",
+        PenaltyArgs,
+        "adds `weight` * sum of w^2 to the loss",
+        positional=("weight",),
+        build=_runtime("regularizer", "l2"),
+    ),
 ]
 
 DISTRIBUTED = [
