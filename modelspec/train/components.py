@@ -85,6 +85,9 @@ Split = Annotated[float, Field(gt=0, le=1)]  # share of the data for training; t
 Decay = Annotated[float, Field(gt=0, le=1)]  # a multiplicative learning-rate decay
 Beta = Annotated[float, Field(ge=0, lt=1)]
 Betas = Annotated[tuple[Beta, Beta], BeforeValidator(_list_to_tuple)]
+# Image pixels: `unit` in [0, 1], `signed` in [-1, 1] (for tanh generators),
+# `standard` with mean 0 and std 1 over the training split.
+ImageScale = Annotated[Literal["unit", "signed", "standard"], BeforeValidator(_name_to_str)]
 
 
 # ---- the description of a component ----------------------------------------------
@@ -346,12 +349,16 @@ class DigitsArgs(ComponentArgs):
     shuffle: bool = True
     size: PositiveInt = 8  # images are resized to size x size
     workers: NonNegativeInt = 0
+    scale: ImageScale = "unit"
 
 
 class SyntheticArgs(ComponentArgs):
     batch: PositiveInt = 32
     samples: PositiveInt = 1024
     split: Split = 0.8
+    classes: PositiveInt = 10  # labels are uniform in [0, classes)
+    vocab: PositiveInt = 100  # integer inputs are uniform in [0, vocab)
+    workers: NonNegativeInt = 0
 
     @model_validator(mode="after")
     def _batch_fits(self):
@@ -367,6 +374,7 @@ class NpzArgs(ComponentArgs):
     y: Word = "y"
     split: Split = 0.8
     shuffle: bool = True
+    workers: NonNegativeInt = 0
 
 
 class NpyArgs(ComponentArgs):
@@ -375,6 +383,7 @@ class NpyArgs(ComponentArgs):
     batch: PositiveInt = 32
     split: Split = 0.8
     shuffle: bool = True
+    workers: NonNegativeInt = 0
 
 
 class CsvArgs(ComponentArgs):
@@ -383,6 +392,7 @@ class CsvArgs(ComponentArgs):
     batch: PositiveInt = 32
     split: Split = 0.8
     shuffle: bool = True
+    workers: NonNegativeInt = 0
 
 
 class ImageFolderArgs(ComponentArgs):
@@ -392,6 +402,8 @@ class ImageFolderArgs(ComponentArgs):
     split: Split = 0.8
     shuffle: bool = True
     channels: PositiveInt = 3
+    scale: ImageScale = "unit"
+    workers: NonNegativeInt = 0
 
     @model_validator(mode="after")
     def _channels(self):
@@ -406,6 +418,7 @@ class TextArgs(ComponentArgs):
     block: PositiveInt = 128  # tokens per example
     batch: PositiveInt = 32
     split: Split = 0.9
+    workers: NonNegativeInt = 0
 
 
 LABEL = ("label",)

@@ -101,7 +101,9 @@ def test_minimal_regime():
     assert spec.name == "t"
     assert spec.model == ModelRef(name="MLP", kind="model")
     assert spec.data == ComponentSpec(
-        kind="dataset", name="digits", args={"batch": 64, "split": 0.8, "shuffle": True, "size": 8, "workers": 0}
+        kind="dataset",
+        name="digits",
+        args={"batch": 64, "split": 0.8, "shuffle": True, "size": 8, "workers": 0, "scale": "unit"},
     )
     assert spec.loss.name == "cross_entropy"
     assert spec.loss.inputs == ["logits", "label"]
@@ -250,7 +252,14 @@ def test_text_dataset_fields_and_word_arguments():
             }
         )
     )
-    assert spec.data.args == {"path": "tiny.txt", "tokenizer": "byte", "block": 64, "batch": 32, "split": 0.9}
+    assert spec.data.args == {
+        "path": "tiny.txt",
+        "tokenizer": "byte",
+        "block": 64,
+        "batch": 32,
+        "split": 0.9,
+        "workers": 0,
+    }
     assert spec.precision == "fp16"
 
 

@@ -1,0 +1,799 @@
+"""The dataset components at run time: data in memory, split and batched.
+
+    bundle = make_data(spec.data, model.graph.inputs, seed, base=spec_folder, bounds=input_bounds(model.graph))
+    train, val = make_loaders(bundle, spec.data.parsed(), seed, epoch=3, skip_batches=120)
+
+`make_data` reads a dataset (digits, synthetic, npz, npy, csv, image_folder,
+text) into tensors, checks them against the model's inputs, and splits them
+into a training and a validation set (a seeded permutation; `split` is the
+training share). Every item is a dict of tensors without the batch
+dimension: the model's inputs under their names, plus the dataset's fields
+(`label`; for text `tokens` and `target`). A dataset with one input feeds a
+single-input model whatever that input is called.
+
+Every mistake (a missing file, a wrong format, a label column that does not
+exist, data that does not fit the model's input, an empty dataset) is a
+`DataError` raised here, before any training step; its message names the
+thing (path, column, input, dataset).
+
+`make_loaders` batches the two sets. Shuffling uses a torch.Generator
+seeded with `seed + epoch`, so an epoch's batches depend only on (seed,
+epoch): resuming at `(epoch, skip_batches)` yields exactly the batches an
+uninterrupted run would have seen from there, and skipped batches are never
+loaded. The number of worker processes does not change the batches.
+
+Relative paths are resolved against `base` (the spec file's folder). The
+text dataset also reads `stdlib:NAME`: the source files of the standard
+library module or package NAME of the running Python, so a language model
+can train on real text that nobody has to download or ship.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+import random
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from modelspec.ir.dims import Dim, parse_dim
+from modelspec.ir.types import TensorType, is_float, is_int
+from modelspec.train.config import ComponentSpec
+from modelspec_torch.generate import Tokenizer
+
+
+class DataError(Exception):
+    """A dataset that cannot feed the model; raised before training starts."""
+
+
+@dataclass
+class DataBundle:
+    train: Dataset  # each item: dict[str, Tensor] (no batch dim)
+    val: Dataset | None  # None when split == 1
+    fields: tuple[str, ...]  # keys every item holds
+    tokenizer: Tokenizer | None = None  # text datasets
+    # "dataset", "source", "samples", "train", "val", "shapes" ({key: per-item shape});
+    # "classes" (names, when known), "normalize" ({"mean", "std"} for scale=standard)
+    info: dict = field(default_factory=dict)
+    drop_last: bool = False  # the model's batch dimension is a constant: every batch must be full
+
+
+# ---- datasets in memory -------------------------------------------------------------
+
+
+class TensorItems(Dataset):
+    """Items `{key: tensors[key][i]}` of equally long tensors."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor]):
+        lengths = {len(t) for t in tensors.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"tensors of different lengths: { {k: len(t) for k, t in tensors.items()} }")
+        self.tensors = dict(tensors)
+        self.length = lengths.pop()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {k: t[index] for k, t in self.tensors.items()}
+
+    def subset(self, indices: torch.Tensor) -> TensorItems:
+        return TensorItems({k: t[indices] for k, t in self.tensors.items()})
+
+
+class TextBlocks(Dataset):
+    """Blocks of a token stream: item i is `tokens[s : s + block]` under each of
+    `names`, and `target` = `tokens[s + 1 : s + block + 1]`, with s = starts[i]."""
+
+    def __init__(self, tokens: torch.Tensor, starts: torch.Tensor, block: int, names: tuple[str, ...]):
+        self.tokens, self.starts, self.block, self.names = tokens, starts, block, names
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        s = int(self.starts[index])
+        x = self.tokens[s : s + self.block].long()
+        item = dict.fromkeys(self.names, x)
+        item["target"] = self.tokens[s + 1 : s + self.block + 1].long()
+        return item
+
+    def subset(self, indices: torch.Tensor) -> TextBlocks:
+        return TextBlocks(self.tokens, self.starts[indices], self.block, self.names)
+
+
+# ---- the model's inputs -------------------------------------------------------------
+
+_TORCH_DTYPES = {
+    "float": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "int": torch.int64,
+    "int8": torch.int8,
+    "int16": torch.int16,
+    "int32": torch.int32,
+    "int64": torch.int64,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
+}
+
+
+def _split_dims(text: str) -> list[str]:
+    out, depth, current = [], 0, ""
+    for ch in text:
+        if ch == "," and depth == 0:
+            out.append(current.strip())
+            current = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        current += ch
+    out.append(current.strip())
+    return out
+
+
+def tensor_type(value: TensorType | str) -> TensorType:
+    """A TensorType, or one read from its text (`float[B, 1, 28, 28]`)."""
+    if isinstance(value, TensorType):
+        return value
+    dtype, _, rest = str(value).partition("[")
+    dims = rest.rstrip("]").strip()
+    return TensorType(dtype.strip(), tuple(parse_dim(d) for d in _split_dims(dims)) if dims else ())
+
+
+def input_bounds(graph) -> dict[str, int]:
+    """The largest value the model's `assert`s allow each symbolic input size
+    (`assert T <= ctx` gives {"T": ctx}); pass it to `make_data` as `bounds`."""
+    from modelspec.summary import _upper_bound, constraints
+
+    rules = constraints(graph)
+    symbols = {s for t in graph.inputs.values() for d in t.shape for s in d.symbols()}
+    bounds = {s: _upper_bound(s, rules, {}) for s in sorted(symbols)}
+    return {s: b for s, b in bounds.items() if b is not None}
+
+
+def _symbol(dim: Dim) -> str | None:
+    """The name of a dim that is one bare symbol (`T`), else None."""
+    if len(dim.terms) == 1 and dim.terms[0][1] == 1 and len(dim.terms[0][0]) == 1:
+        atom = dim.terms[0][0][0]
+        return atom if isinstance(atom, str) else None
+    return None
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def _matches(dims: tuple[Dim, ...], shape: tuple[int, ...], bounds: Mapping[str, int]) -> bool:
+    """Whether an item shape fits the declared non-batch dims (symbols bind consistently)."""
+    if len(dims) != len(shape):
+        return False
+    bindings: dict[str, int] = {}
+    for dim, size in zip(dims, shape):
+        name = _symbol(dim)
+        if name is not None:
+            if bindings.setdefault(name, size) != size or size > bounds.get(name, size):
+                return False
+    for dim, size in zip(dims, shape):
+        value = dim.substitute(bindings)
+        if value.is_const and value.value != size:
+            return False
+    return True
+
+
+def _fit(name: str, declared: TensorType, shape: tuple[int, ...], what: str, bounds: Mapping[str, int], hint=""):
+    """The per-item shape under which data of item shape `shape` feeds input
+    `name`: the shape itself, without its size-1 dims, with a leading 1 (a
+    channel), flattened, or the declared shape when all its sizes are constant."""
+    dims = declared.shape[1:]
+    numel = math.prod(shape)
+    squeezed = tuple(s for s in shape if s != 1)
+    candidates = [shape, squeezed, (1, *shape), (1, *squeezed), (numel,)]
+    if all(d.is_const for d in dims):
+        candidates.append(tuple(d.value for d in dims))
+    for candidate in candidates:
+        if math.prod(candidate) == numel and _matches(dims, candidate, bounds):
+            return candidate
+    message = (
+        f"the data does not fit input `{name}`: the model declares {declared}, "
+        f"and {what} gives items of shape {_shape_text(shape)}"
+    )
+    raise DataError(message + (f" ({hint})" if hint else ""))
+
+
+def _check_batch_dim(name: str, declared: TensorType, batch: int) -> bool:
+    """Whether the batch dim is a constant (then batches must be full)."""
+    if declared.rank == 0:
+        raise DataError(f"input `{name}` is declared {declared}: it has no batch dimension to feed data along")
+    first = declared.shape[0]
+    if first.is_const:
+        if first.value != batch:
+            raise DataError(
+                f"input `{name}` is declared {declared}: its batch dimension is fixed at {first.value}, "
+                f"but the dataset's `batch` is {batch}"
+            )
+        return True
+    return False
+
+
+def _convert(name: str, declared: TensorType, data: torch.Tensor, what: str) -> torch.Tensor:
+    """Data cast to the input's dtype; integer inputs accept only integer data."""
+    dtype = _TORCH_DTYPES.get(declared.dtype)
+    if dtype is None:
+        raise DataError(f"input `{name}` has dtype `{declared.dtype}`, which no dataset can produce")
+    if (is_int(declared.dtype) or declared.dtype == "bool") and data.is_floating_point():
+        raise DataError(
+            f"input `{name}` is declared {declared} (integers), but {what} holds floating-point values ({data.dtype})"
+        )
+    return data.to(dtype)
+
+
+def _one_input(inputs: Mapping[str, TensorType], dataset: str) -> tuple[str, TensorType]:
+    if len(inputs) == 1:
+        return next(iter(inputs.items()))
+    if not inputs:
+        raise DataError(f"dataset `{dataset}` needs a model with an input; the model declares none")
+    names = ", ".join(f"`{n}`" for n in inputs)
+    raise DataError(
+        f"dataset `{dataset}` gives one input, but the model takes {len(inputs)} ({names}): "
+        "use npz with one array per input name, or synthetic"
+    )
+
+
+# ---- paths --------------------------------------------------------------------------
+
+
+def _resolve(path: str, base: Path | None) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_absolute() and base is not None:
+        base = Path(base)
+        p = (base.parent if base.is_file() else base) / p
+    return p
+
+
+def _shown(written: str, resolved: Path) -> str:
+    return f"`{written}`" if str(resolved) == written else f"`{written}` ({resolved})"
+
+
+def _existing_file(written: str, base: Path | None, what: str) -> Path:
+    p = _resolve(written, base)
+    if not p.exists():
+        raise DataError(f"{what}: no such file {_shown(written, p)}")
+    if not p.is_file():
+        raise DataError(f"{what}: {_shown(written, p)} is not a file")
+    return p
+
+
+# ---- the datasets -------------------------------------------------------------------
+
+
+@dataclass
+class _Raw:
+    """What a dataset reader produces: tensors over all samples (first dim N)."""
+
+    inputs: dict[str, torch.Tensor]  # model input name -> data
+    fields: dict[str, torch.Tensor]  # "label", ...
+    source: str
+    classes: list | None = None
+    image_scale: str | None = None  # digits / image_folder: unit, signed or standard
+
+
+def _labels(values: np.ndarray, what: str) -> torch.Tensor:
+    if values.dtype.kind in "iub":
+        return torch.from_numpy(values.astype(np.int64))
+    if values.dtype.kind == "f":
+        return torch.from_numpy(values.astype(np.float32))
+    raise DataError(f"{what} holds {values.dtype} values; labels must be numbers")
+
+
+def _images(pixels: torch.Tensor, inputs, dataset: str, bounds, hint: str) -> dict[str, torch.Tensor]:
+    name, declared = _one_input(inputs, dataset)
+    shape = tuple(pixels.shape[1:])
+    item = _fit(name, declared, shape, dataset, bounds, hint)
+    return {name: _convert(name, declared, pixels.reshape(len(pixels), *item), dataset)}
+
+
+def _digits(args, inputs, base, seed, bounds) -> _Raw:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        raise DataError("dataset `digits` needs scikit-learn: pip install scikit-learn") from e
+    digits = load_digits()
+    pixels = torch.from_numpy(digits.images.astype(np.float32) / 16.0).unsqueeze(1)  # [N, 1, 8, 8] in [0, 1]
+    if args.size != 8:
+        pixels = torch.nn.functional.interpolate(pixels, size=(args.size, args.size), mode="bilinear")
+        pixels = pixels.clamp(0.0, 1.0)
+    hint = f"`size={args.size}` gives {args.size}x{args.size} grey images"
+    return _Raw(
+        inputs=_images(pixels, inputs, f"digits(size={args.size})", bounds, hint),
+        fields={"label": torch.from_numpy(digits.target.astype(np.int64))},
+        source="sklearn.datasets.load_digits",
+        classes=list(range(10)),
+        image_scale=args.scale,
+    )
+
+
+def _synthetic(args, inputs, base, seed, bounds) -> _Raw:
+    if not inputs:
+        raise DataError("dataset `synthetic` needs a model with an input; the model declares none")
+    g = torch.Generator().manual_seed(seed + 1)
+    data = {}
+    for name, declared in inputs.items():
+        if declared.rank == 0:
+            raise DataError(f"input `{name}` is declared {declared}: it has no batch dimension")
+        sizes = []
+        for dim in declared.shape[1:]:
+            symbol = _symbol(dim)
+            if dim.is_const:
+                sizes.append(dim.value)
+            elif symbol is not None and symbol in bounds:
+                sizes.append(bounds[symbol])
+            else:
+                raise DataError(
+                    f"dataset `synthetic` cannot shape input `{name}`: it is declared {declared}, and the size "
+                    f"`{dim}` is not known (a constant, or a bound from an `assert`); use a real dataset"
+                )
+        shape = (args.samples, *sizes)
+        if is_float(declared.dtype):
+            values = torch.randn(shape, generator=g)
+        elif declared.dtype == "bool":
+            values = torch.randint(0, 2, shape, generator=g).bool()
+        else:
+            values = torch.randint(0, args.vocab, shape, generator=g)
+        data[name] = _convert(name, declared, values, "synthetic")
+    label = torch.randint(0, args.classes, (args.samples,), generator=g)
+    return _Raw(data, {"label": label}, source=f"synthetic(seed={seed})", classes=list(range(args.classes)))
+
+
+def _load_npy(written: str, base, what: str) -> np.ndarray:
+    p = _existing_file(written, base, what)
+    try:
+        array = np.load(p, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - numpy raises many kinds
+        raise DataError(f"{what}: cannot read {_shown(written, p)} as a .npy array: {e}") from e
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise DataError(f"{what}: {_shown(written, p)} is a .npz archive, expected one .npy array (use npz(...))")
+    return array
+
+
+def _array_input(array: np.ndarray, name: str, declared: TensorType, what: str, bounds) -> torch.Tensor:
+    if array.ndim == 0:
+        raise DataError(f"{what} is a single value, expected one row per sample")
+    if array.dtype.kind not in "iubf":
+        raise DataError(f"{what} holds {array.dtype} values, expected numbers")
+    item = _fit(name, declared, tuple(array.shape[1:]), what, bounds)
+    data = torch.from_numpy(np.ascontiguousarray(array)).reshape(len(array), *item)
+    return _convert(name, declared, data, what)
+
+
+def _npz(args, inputs, base, seed, bounds) -> _Raw:
+    p = _existing_file(args.path, base, "npz")
+    shown = _shown(args.path, p)
+    try:
+        archive = np.load(p, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"npz: cannot read {shown} as a .npz archive: {e}") from e
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"npz: {shown} holds a single array, expected a .npz archive with `{args.x}` and `{args.y}`")
+    with archive:
+        keys = list(archive.files)
+
+        def get(key: str, role: str) -> np.ndarray:
+            if key not in keys:
+                held = ", ".join(f"`{k}`" for k in keys) or "none"
+                raise DataError(f"npz: {shown} has no array `{key}` ({role}); it holds {held}")
+            try:
+                return archive[key]
+            except Exception as e:  # noqa: BLE001
+                raise DataError(f"npz: cannot read array `{key}` of {shown}: {e}") from e
+
+        data = {}
+        if len(inputs) > 1:  # one array per model input, by name
+            for name, declared in inputs.items():
+                array = get(name, f"input `{name}`")
+                data[name] = _array_input(array, name, declared, f"array `{name}` of {shown}", bounds)
+        else:
+            name, declared = _one_input(inputs, "npz")
+            data[name] = _array_input(get(args.x, "the inputs"), name, declared, f"array `{args.x}` of {shown}", bounds)
+        y = get(args.y, "the labels")
+    if y.ndim == 0:
+        raise DataError(f"npz: array `{args.y}` of {shown} is a single value, expected one label per sample")
+    _same_length({**{k: len(v) for k, v in data.items()}, args.y: len(y)}, shown)
+    return _Raw(data, {"label": _labels(y, f"npz: array `{args.y}` of {shown}")}, source=str(p))
+
+
+def _same_length(lengths: dict[str, int], where: str) -> None:
+    if len(set(lengths.values())) > 1:
+        listed = ", ".join(f"`{k}` has {n}" for k, n in lengths.items())
+        raise DataError(f"{where}: the arrays hold different numbers of samples: {listed}")
+
+
+def _npy(args, inputs, base, seed, bounds) -> _Raw:
+    name, declared = _one_input(inputs, "npy")
+    x = _load_npy(args.x_path, base, "npy")
+    y = _load_npy(args.y_path, base, "npy") if args.y_path is not None else None
+    xp = _resolve(args.x_path, base)
+    data = {name: _array_input(x, name, declared, f"npy: {_shown(args.x_path, xp)}", bounds)}
+    fields = {}
+    if y is not None:
+        yp = _resolve(args.y_path, base)
+        if y.ndim == 0:
+            raise DataError(f"npy: {_shown(args.y_path, yp)} is a single value, expected one label per sample")
+        _same_length({args.x_path: len(x), args.y_path: len(y)}, "npy")
+        fields["label"] = _labels(y, f"npy: {_shown(args.y_path, yp)}")
+    return _Raw(data, fields, source=str(xp))
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _csv(args, inputs, base, seed, bounds) -> _Raw:
+    name, declared = _one_input(inputs, "csv")
+    p = _existing_file(args.path, base, "csv")
+    shown = _shown(args.path, p)
+    try:
+        with open(p, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"csv: cannot read {shown} as UTF-8 CSV: {e}") from e
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        raise DataError(f"csv: {shown} is empty; expected a header row naming the columns, then one row per sample")
+    header = [h.strip() for h in rows[0]]
+    body = rows[1:]
+    if args.label not in header:
+        columns = ", ".join(f"`{h}`" for h in header)
+        raise DataError(f"csv: {shown} has no column `{args.label}` (the label); its columns are {columns}")
+    if not body:
+        raise DataError(f"csv: {shown} has a header but no rows")
+    for line, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise DataError(f"csv: line {line} of {shown} has {len(row)} cells, the header {len(header)}")
+    columns = {h: [row[i].strip() for row in body] for i, h in enumerate(header)}
+    features, ignored = [], []
+    for column, cells in columns.items():
+        if column == args.label:
+            continue
+        numbers = [_number(c) for c in cells]
+        if all(v is None for v in numbers):
+            ignored.append(column)  # a text column (ids, names): not a feature
+            continue
+        for line, (cell, v) in enumerate(zip(cells, numbers), start=2):
+            if v is None:
+                raise DataError(f"csv: column `{column}` of {shown} has {cell!r} on line {line}, expected a number")
+        features.append(column)
+    if not features:
+        raise DataError(f"csv: {shown} has no numeric column besides the label `{args.label}`")
+    x = torch.tensor([[float(c) for c in columns[f]] for f in features], dtype=torch.float64).T.contiguous()
+    cells = columns[args.label]
+    numbers = [_number(c) for c in cells]
+    classes = None
+    if all(v is not None for v in numbers):
+        if all(float(v).is_integer() for v in numbers):
+            label = torch.tensor([int(v) for v in numbers], dtype=torch.int64)
+        else:
+            label = torch.tensor(numbers, dtype=torch.float32)
+    else:  # class names: indices in sorted order
+        if any(c == "" for c in cells):
+            raise DataError(f"csv: column `{args.label}` of {shown} has an empty cell on line {cells.index('') + 2}")
+        classes = sorted(set(cells))
+        index = {c: i for i, c in enumerate(classes)}
+        label = torch.tensor([index[c] for c in cells], dtype=torch.int64)
+    what = f"csv {shown} ({len(features)} feature columns)"
+    item = _fit(name, declared, (len(features),), what, bounds)
+    return _Raw(
+        {name: _convert(name, declared, x.reshape(len(x), *item), what)},
+        {"label": label},
+        source=str(p),
+        classes=classes,
+    )
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+
+
+def _image_folder(args, inputs, base, seed, bounds) -> _Raw:
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError as e:
+        raise DataError("dataset `image_folder` needs Pillow: pip install pillow") from e
+    root = _resolve(args.path, base)
+    shown = _shown(args.path, root)
+    if not root.exists():
+        raise DataError(f"image_folder: no such folder {shown}")
+    if not root.is_dir():
+        raise DataError(f"image_folder: {shown} is not a folder (expected one subfolder of images per class)")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"image_folder: {shown} has no subfolders; expected one subfolder of images per class")
+    mode = "L" if args.channels == 1 else "RGB"
+    images, labels = [], []
+    for index, name in enumerate(classes):
+        files = sorted(f for f in (root / name).rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"image_folder: class folder `{name}` of {shown} holds no images")
+        for f in files:
+            try:
+                with Image.open(f) as im:
+                    im = im.convert(mode).resize((args.size, args.size), Image.Resampling.BILINEAR)
+                    array = np.asarray(im, dtype=np.float32) / 255.0
+            except (UnidentifiedImageError, OSError) as e:
+                raise DataError(f"image_folder: cannot read image {f}: {e}") from e
+            images.append(array.reshape(args.size, args.size, args.channels).transpose(2, 0, 1))
+            labels.append(index)
+    pixels = torch.from_numpy(np.stack(images))
+    hint = f"`size={args.size}, channels={args.channels}`"
+    return _Raw(
+        inputs=_images(pixels, inputs, f"image_folder {shown}", bounds, hint),
+        fields={"label": torch.tensor(labels, dtype=torch.int64)},
+        source=str(root),
+        classes=classes,
+        image_scale=args.scale,
+    )
+
+
+STDLIB_PREFIX = "stdlib:"
+
+
+def stdlib_text(name: str) -> str:
+    """The source of a standard-library module, or of every `.py` file of a
+    package (sorted by path), joined by newlines."""
+    stdlib = getattr(sys, "stdlib_module_names", None)
+    top = name.split(".")[0]
+    if not name or (stdlib is not None and top not in stdlib):
+        raise DataError(f"text: `{STDLIB_PREFIX}{name}` names no module of Python's standard library")
+    try:
+        found = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.origin or not found.origin.endswith(".py"):
+        raise DataError(f"text: `{STDLIB_PREFIX}{name}`: the standard-library module `{name}` has no Python source")
+    origin = Path(found.origin)
+    files = sorted(origin.parent.rglob("*.py")) if found.submodule_search_locations else [origin]
+    return "\n".join(f.read_text(encoding="utf-8") for f in files)
+
+
+def _text(args, inputs, base, seed, bounds) -> tuple[_Raw, Tokenizer, torch.Tensor, str]:
+    name, declared = _one_input(inputs, "text")
+    if not is_int(declared.dtype) or declared.rank != 2:
+        raise DataError(
+            f"dataset `text` gives token ids [block], but input `{name}` is declared {declared}; "
+            "a language model takes int64[B, T]"
+        )
+    seq = declared.shape[1]
+    symbol = _symbol(seq)
+    if seq.is_const and seq.value != args.block:
+        raise DataError(
+            f"the data does not fit input `{name}`: the model declares {declared}, and text(block={args.block}) "
+            f"gives items of shape [{args.block}] (set `block={seq.value}`)"
+        )
+    if symbol is not None and symbol in bounds and args.block > bounds[symbol]:
+        raise DataError(
+            f"text(block={args.block}) is longer than the model's context: input `{name}` is declared {declared} "
+            f"and its asserts allow `{symbol}` up to {bounds[symbol]} (set `block` to at most {bounds[symbol]})"
+        )
+    if args.path.startswith(STDLIB_PREFIX):
+        module = args.path[len(STDLIB_PREFIX) :]
+        text = stdlib_text(module)
+        raw = text.encode("utf-8")
+        source = f"{STDLIB_PREFIX}{module} (Python {sys.version_info.major}.{sys.version_info.minor})"
+    else:
+        p = _existing_file(args.path, base, "text")
+        raw = p.read_bytes()
+        source = str(p)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"text: {_shown(args.path, p)} is not UTF-8 text (byte {e.start}: {e.reason})") from e
+    if args.tokenizer == "byte":
+        tokenizer = Tokenizer("byte")
+        tokens = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if raw else torch.zeros(0, dtype=torch.uint8)
+    else:
+        vocab = "".join(sorted(set(text)))
+        tokenizer = Tokenizer("char", vocab)
+        index = {c: i for i, c in enumerate(vocab)}
+        tokens = torch.tensor([index[c] for c in text], dtype=torch.int32)
+    if len(tokens) < args.block + 1:
+        raise DataError(
+            f"text: {source} has {len(tokens)} tokens, too few for one block: "
+            f"`block={args.block}` needs at least {args.block + 1}"
+        )
+    return _Raw({name: tokens}, {}, source=source), tokenizer, tokens, name
+
+
+_READERS = {
+    "digits": _digits,
+    "synthetic": _synthetic,
+    "npz": _npz,
+    "npy": _npy,
+    "csv": _csv,
+    "image_folder": _image_folder,
+}
+
+
+# ---- make_data ----------------------------------------------------------------------
+
+
+def _split(n: int, share: float, seed: int, dataset: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Training and validation indices (each in increasing order) from a seeded permutation."""
+    if n == 0:
+        raise DataError(f"dataset `{dataset}` is empty")
+    if share >= 1:
+        return torch.arange(n), None
+    if n < 2:
+        raise DataError(f"dataset `{dataset}` has 1 sample: too few to split (use `split=1`, or more data)")
+    n_train = min(max(math.floor(n * share + 1e-9), 1), n - 1)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[:n_train].sort().values, order[n_train:].sort().values
+
+
+def _scale(raw: _Raw, train: torch.Tensor, info: dict) -> None:
+    """Image pixels in [0, 1]: kept (`unit`), mapped to [-1, 1] (`signed`), or
+    standardised with the training split's mean and std (`standard`)."""
+    if raw.image_scale in (None, "unit"):
+        return
+    (name,) = raw.inputs
+    x = raw.inputs[name]
+    if raw.image_scale == "signed":
+        raw.inputs[name] = x * 2 - 1
+    else:
+        part = x[train].double()
+        mean, std = part.mean().item(), part.std().item() or 1.0
+        raw.inputs[name] = ((x.double() - mean) / std).to(x.dtype)
+        info["normalize"] = {"mean": mean, "std": std}
+
+
+def make_data(
+    spec: ComponentSpec,
+    inputs: Mapping[str, TensorType | str],
+    seed: int,
+    registry=None,
+    *,
+    base: Path | str | None = None,
+    bounds: Mapping[str, int] | None = None,
+) -> DataBundle:
+    """Read the dataset `spec` for a model with `inputs` (name -> type, or type
+    text) into memory and split it; a DataError for any mistake.
+
+    `base`: the folder relative paths are resolved against (the spec file's
+    folder; a file means its folder). `bounds`: the largest values of symbolic
+    input sizes (`input_bounds(graph)`): synthetic data uses them as sizes, and
+    text checks `block` against them."""
+    if spec.kind != "dataset":
+        raise DataError(f"`{spec.name}` is {spec.kind}, not a dataset")
+    args = spec.parsed(registry)
+    types = {name: tensor_type(t) for name, t in inputs.items()}
+    bounds = dict(bounds or {})
+    base = Path(base) if base is not None else None
+    drop_last = any([_check_batch_dim(name, t, args.batch) for name, t in types.items()])
+    component_fields = spec.component(registry).data_fields(args)
+    tokenizer = None
+    if spec.name == "text":
+        raw, tokenizer, tokens, name = _text(args, types, base, seed, bounds)
+        starts = torch.arange(0, len(tokens) - args.block, args.block)
+        names = tuple(dict.fromkeys((name, *[f for f in component_fields if f != "target"])))
+        full: Dataset = TextBlocks(tokens, starts, args.block, names)
+        fields = (*names, "target")
+        shapes = {k: [args.block] for k in fields}
+    elif spec.name in _READERS:
+        raw = _READERS[spec.name](args, types, base, seed, bounds)
+        clash = set(raw.inputs) & set(raw.fields)
+        if clash:
+            raise DataError(f"the model's input `{clash.pop()}` has the name of a field of dataset `{spec.name}`")
+        full = None
+        fields = (*raw.inputs, *raw.fields)
+        shapes = {k: list(t.shape[1:]) for k, t in {**raw.inputs, **raw.fields}.items()}
+    else:
+        raise DataError(f"dataset `{spec.name}` has no runtime: it cannot be loaded by `mspec train`")
+    n = len(full) if full is not None else len(next(iter(raw.inputs.values())))
+    train_idx, val_idx = _split(n, args.split, seed, spec.name)
+    info: dict[str, Any] = {"dataset": spec.name, "source": raw.source, "samples": n}
+    if full is None:
+        _scale(raw, train_idx, info)
+        full = TensorItems({**raw.inputs, **raw.fields})
+    if raw.classes is not None:
+        info["classes"] = raw.classes
+    train = full.subset(train_idx)
+    val = full.subset(val_idx) if val_idx is not None else None
+    info.update(train=len(train), val=len(val) if val is not None else 0, shapes=shapes)
+    if drop_last and len(train) < args.batch:
+        raise DataError(
+            f"the model's batch dimension is fixed at {args.batch}, "
+            f"but the training split has only {len(train)} samples"
+        )
+    return DataBundle(train, val, tuple(fields), tokenizer, info, drop_last)
+
+
+def check_vocabulary(bundle: DataBundle, size: int, where: str = "the model's embedding") -> None:
+    """DataError when the tokenizer's vocabulary is larger than `size` entries."""
+    if bundle.tokenizer is not None and bundle.tokenizer.size > size:
+        kind = bundle.tokenizer.kind
+        raise DataError(
+            f"the {kind} tokenizer of {bundle.info.get('source', 'the text')} has {bundle.tokenizer.size} tokens, "
+            f"more than the {size} of {where}: raise the model's vocabulary to at least {bundle.tokenizer.size}"
+        )
+
+
+# ---- loaders ------------------------------------------------------------------------
+
+
+class EpochSampler(Sampler[int]):
+    """The indices of one epoch: a permutation seeded by `seed + epoch` (or
+    0..n-1 in order), from position `start` on."""
+
+    def __init__(self, n: int, shuffle: bool, seed: int, epoch: int, start: int = 0):
+        self.n, self.shuffle, self.seed, self.epoch, self.start = n, shuffle, seed, epoch, start
+
+    def order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+
+    def __iter__(self):
+        return iter(self.order()[self.start :])
+
+    def __len__(self) -> int:
+        return max(self.n - self.start, 0)
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed `random` and numpy in a loader worker from torch's per-worker seed."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _arg(args, name: str, default):
+    if isinstance(args, ComponentSpec):
+        args = args.args
+    if isinstance(args, Mapping):
+        return args.get(name, default)
+    return getattr(args, name, default)
+
+
+def make_loaders(
+    bundle: DataBundle, args, seed: int, epoch: int = 0, skip_batches: int = 0
+) -> tuple[DataLoader, DataLoader | None]:
+    """The training loader of epoch `epoch`, starting after `skip_batches`
+    batches, and the validation loader (in order; None without validation
+    data). `args`: the dataset's arguments (its Args, a mapping, or the
+    ComponentSpec); read are `batch`, `shuffle` (default true), `workers` (0)."""
+    batch = _arg(args, "batch", 32)
+    shuffle = _arg(args, "shuffle", True)
+    workers = _arg(args, "workers", 0)
+    n = len(bundle.train)
+    batches = n // batch if bundle.drop_last else math.ceil(n / batch)
+    if skip_batches < 0 or skip_batches > batches:
+        raise DataError(f"cannot skip {skip_batches} batches: an epoch of the training data has {batches}")
+
+    def loader(dataset: Dataset, sampler: Sampler, tag: int) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch,
+            sampler=sampler,
+            num_workers=workers,
+            drop_last=bundle.drop_last,
+            worker_init_fn=seed_worker if workers else None,
+            generator=torch.Generator().manual_seed(seed + epoch + tag),
+        )
+
+    train = loader(bundle.train, EpochSampler(n, shuffle, seed, epoch, skip_batches * batch), 0)
+    val = None
+    if bundle.val is not None:
+        val = loader(bundle.val, EpochSampler(len(bundle.val), False, seed, epoch), 1)
+    return train, val
