@@ -5,6 +5,10 @@ several); `specs/broken/NAME.expected` is exactly what `mspec check
 specs/broken/NAME.mspec` prints on stderr, run from the repository root with
 NO_COLOR=1. The checks run in-process through `modelspec.cli.main`.
 
+`specs/broken/compile/NAME.mspec` passes `mspec check` but not `mspec
+compile` (E06xx: names or sizes the torch backend cannot express); its
+`NAME.expected` is what `mspec compile` prints on stderr.
+
 To rewrite the snapshots after an intended change to a diagnostic (and to
 write the snapshot of a new broken spec), run
 
@@ -37,6 +41,7 @@ from modelspec.diagnostics.codes import CODES, markdown
 
 REPO = Path(__file__).resolve().parents[1]
 BROKEN = REPO / "specs" / "broken"
+COMPILE = BROKEN / "compile"
 DOCS = REPO / "docs" / "errors.md"
 UPDATE = os.environ.get("MSPEC_UPDATE_SNAPSHOTS") == "1"
 
@@ -53,6 +58,14 @@ NOT_FROM_A_SPEC = {
     "E0005": "a file that cannot be read (missing, a folder, no permission) is a fact of the file system",
     "E0501": "`mspec summary --input` sizes: command-line input, not a spec",
     "E9999": "an internal error: a bug in modelspec, and none is known to be triggerable",
+}
+
+# Codes a backend reports (`mspec compile`, `modelspec.build`), never `mspec check`: code -> where a spec shows it.
+BACKEND_CODES = {
+    "E0601": "specs/broken/compile/",
+    "E0602": "specs/broken/compile/",
+    "E0603": "needs a plugin op without a torch lowering: tests/backends/test_codegen_safety.py",
+    "E0604": "depends on the device's free memory at build time: tests/backends/test_codegen_safety.py",
 }
 
 # Spec-triggerable codes whose only broken specs are still PENDING: code -> why.
@@ -131,7 +144,7 @@ def test_every_code_a_spec_can_trigger_has_a_broken_spec(monkeypatch, capsys):
     for name in specs():
         for code in codes_of(name, monkeypatch, capsys):
             found.setdefault(code, set()).add(name)
-    triggerable = set(CODES) - set(NOT_FROM_A_SPEC)
+    triggerable = set(CODES) - set(NOT_FROM_A_SPEC) - set(BACKEND_CODES)
     assert sorted(triggerable - set(found)) == []
     assert sorted(set(found) - set(CODES)) == [], "a spec triggers a code that CODES does not document"
     with_snapshot = {code for code, names in found.items() if set(names) - set(PENDING)}
@@ -140,7 +153,7 @@ def test_every_code_a_spec_can_trigger_has_a_broken_spec(monkeypatch, capsys):
 
 def test_codes_table_covers_every_code_in_the_source():
     emitted = set()
-    for path in (REPO / "modelspec").rglob("*.py"):
+    for path in [*(REPO / "modelspec").rglob("*.py"), *(REPO / "backends").rglob("*.py")]:
         if path.name == "codes.py":
             continue
         emitted |= set(re.findall(r"[\"'](E\d{4})[\"']", path.read_text(encoding="utf-8")))
@@ -165,6 +178,37 @@ def test_example_triggers_its_code(code, monkeypatch):
     monkeypatch.chdir(REPO)
     codes = [d.code for d in check(CODES[code].example + "\n", name="example.mspec")]
     assert code in codes
+
+
+# ---- specs only a backend refuses ------------------------------------------------------
+
+
+def compile_specs() -> list[str]:
+    return sorted(p.stem for p in COMPILE.glob("*.mspec"))
+
+
+@pytest.mark.parametrize("name", compile_specs())
+def test_compile_snapshot(name, monkeypatch, capsys):
+    path = f"specs/broken/compile/{name}.mspec"
+    code, _, err = run(["check", path], monkeypatch, capsys)
+    assert code == 0 and "error" not in err, "a spec in specs/broken/compile/ passes `mspec check`"
+    code, out, err = run(["compile", path], monkeypatch, capsys)
+    expected = COMPILE / f"{name}.expected"
+    if UPDATE:
+        expected.write_text(err, encoding="utf-8")
+    assert code == 1, err
+    assert out == ""
+    assert expected.exists(), f"no snapshot for {name}: run MSPEC_UPDATE_SNAPSHOTS=1 pytest {__file__}"
+    assert err == expected.read_text(encoding="utf-8")
+
+
+def test_every_backend_code_a_spec_can_trigger_has_a_compile_spec():
+    assert set(BACKEND_CODES) <= set(CODES)
+    assert {p.stem for p in COMPILE.glob("*.expected")} == set(compile_specs())
+    found = set()
+    for path in COMPILE.glob("*.expected"):
+        found |= set(re.findall(r"^error\[(E\d{4})\]", path.read_text(encoding="utf-8"), re.MULTILINE))
+    assert found == {code for code, where in BACKEND_CODES.items() if where == "specs/broken/compile/"}
 
 
 # ---- JSON ------------------------------------------------------------------------------

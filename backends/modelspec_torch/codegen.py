@@ -101,10 +101,10 @@ class Namespace:
 
     def create(self, candidate: str) -> str:
         name = re.sub(r"\W", "_", candidate, flags=re.ASCII) or "_"
-        if name[0].isdigit():
-            name = "_" + name
         if keyword.iskeyword(name) or keyword.issoftkeyword(name) or name.startswith("__"):
             name = name.strip("_") + "_" if name.strip("_") else "v_"
+        if name[0].isdigit():  # after the strip: `__1__` becomes `1_`
+            name = "_" + name
         base, k = name, 1
         while name in self.used:
             name = f"{base}_{k}"
@@ -123,6 +123,11 @@ def attribute_problem(name: str) -> str | None:
         return "starts with `_`, which PyTorch modules keep for themselves"
     if name in MODULE_ATTRIBUTES:
         return f"would shadow `nn.Module.{name}`"
+    # The backend's own attributes on generated modules: `build` sets `modelspec_source` (a str, which
+    # nn.Module refuses over a submodule); KV-cached sampling takes any module with a truthy
+    # `caches_keys_and_values` for an attention and assigns its `past`.
+    if name in ("modelspec_source", "caches_keys_and_values"):
+        return "is an attribute the torch backend keeps on generated modules"
     return None
 
 
@@ -170,8 +175,10 @@ def _comment_file(span) -> str:
 
 
 def _doc_text(text: str) -> str:
-    # Docstrings carry spec names and numbers only; escape anything that could end the string.
-    return text.encode("ascii", "backslashreplace").decode().replace("\\", "\\\\").replace('"', '\\"')
+    # Docstrings carry spec names and numbers only; escape anything that could end the string, and
+    # control characters (a NUL is a syntax error; \r, \x0b, \x0c, \x1c-\x1e break lines for linecache).
+    text = text.encode("ascii", "backslashreplace").decode().replace("\\", "\\\\").replace('"', '\\"')
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\\\x{ord(m.group()):02x}", text)
 
 
 class Generator:

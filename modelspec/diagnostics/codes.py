@@ -7,9 +7,11 @@ triggers it, and how to fix it.
 
 Codes are grouped by stage: E00xx reading and parsing a file, E01xx imports,
 plugins and declarations, E02xx names and arguments, E03xx types, shapes and
-values, E04xx `train` and `gan` blocks, E05xx command-line input; E9999 is a
-bug in modelspec. `specs/broken/` holds a spec for every code a spec can
-trigger (tests/test_broken_specs.py keeps both in step).
+values, E04xx `train` and `gan` blocks, E05xx command-line input, E06xx a
+backend (`mspec compile`, `modelspec.build`); E9999 is a bug in modelspec.
+`specs/broken/` holds a spec for every code `mspec check` can show for a spec,
+and `specs/broken/compile/` one for every code only `mspec compile` shows
+(tests/test_broken_specs.py keeps both in step).
 """
 
 from __future__ import annotations
@@ -425,6 +427,54 @@ _ALL = [
         "$ mspec summary specs/gpt2.mspec --input token=1x1024",
         "Name the model's inputs and give one size per dimension (`--input tokens=1x1024`).",
     ),
+    # ---- E06xx: backends -------------------------------------------------------------
+    Code(
+        "E0601",
+        "name cannot be a PyTorch submodule",
+        "The torch backend makes every layer, block call and `repeat` a submodule attribute named exactly as "
+        "the spec names it, because those names are the state_dict keys. A name that Python or PyTorch "
+        "cannot take as such an attribute is refused rather than renamed: a Python keyword or soft keyword "
+        "(`match`, `case`, `type`, `_`), a name starting with `_` (PyTorch keeps those for itself), a name "
+        'that is not a plain ASCII identifier (`name="größe"`), or the name of an `nn.Module` attribute '
+        "such as `forward`, `eval`, `to`, `training` or `state_dict`, which the submodule would shadow. "
+        "`mspec check` accepts such a spec; `mspec compile` and `modelspec.build` report it. A block called "
+        "without a name is named after the block in lower case, so a block `Forward` called as "
+        "`x |> Forward()` is refused too.",
+        "$ mspec compile net.mspec    # net.mspec: output y = x |> linear(10, name=forward)",
+        "Rename the layer with `name=...` or a different binding name.",
+    ),
+    Code(
+        "E0602",
+        "size cannot be read off any input",
+        "Generated code computes a symbolic size (the `T` of `positions(T)` or `reshape(B, T, -1)`) from the "
+        "shape of one of its module's inputs. Each block call and each `repeat` iteration is a module of its "
+        "own whose inputs are the tensors it receives; when none of them has the size as one of its "
+        "dimensions, the generated code has no way to know it. The usual case is a `repeat` body that uses "
+        "a size of a model input it does not otherwise touch.",
+        "$ mspec compile net.mspec    # a repeat body computes positions(T); no tensor it takes is [.., T, ..]",
+        "Pass a tensor that has the size as a dimension into the block or `repeat` body, or compute the value "
+        "outside it.",
+    ),
+    Code(
+        "E0603",
+        "op has no lowering in the backend",
+        "An op (usually one a plugin registers) is known to the checker, so `mspec check` accepts the spec, "
+        "but the chosen backend has no lowering for it. The note names the backends that do lower it.",
+        "$ mspec compile net.mspec --backend torch    # net.mspec uses an op whose plugin lowers it for jax only",
+        "Compile with a backend that lowers the op, install a plugin that lowers it for this backend, or "
+        "write the computation with built-in ops.",
+    ),
+    Code(
+        "E0604",
+        "model too large for the device",
+        "Building a model (`modelspec.build`, `mspec generate`) first adds up the bytes of its parameters and "
+        "buffers in the chosen dtype and compares them with the free memory of the device. A model that "
+        "cannot fit is refused before anything is allocated, instead of failing part way or driving the "
+        "machine into swap.",
+        "$ python -c 'import modelspec; modelspec.build(\"huge.mspec\")'    # 1e12 parameters on a laptop",
+        'Build on the meta device to inspect it (`device="meta"`), use a smaller dtype or a larger device, '
+        "or make the model smaller.",
+    ),
     # ---- E9999: internal ------------------------------------------------------------
     Code(
         "E9999",
@@ -449,8 +499,10 @@ def markdown() -> str:
         "",
         "Every diagnostic of `mspec` has a code: E00xx reading and parsing a file, E01xx imports, plugins and",
         "declarations, E02xx names and arguments, E03xx types, shapes and values, E04xx `train` and `gan`",
-        "blocks (docs/errors-train.md has more on them), E05xx command-line input, E9999 a bug in modelspec.",
-        "`specs/broken/` holds a spec for each code a spec can trigger, beside what `mspec check` prints for it.",
+        "blocks (docs/errors-train.md has more on them), E05xx command-line input, E06xx a backend (`mspec",
+        "compile`, `modelspec.build`), E9999 a bug in modelspec. `specs/broken/` holds a spec for each code a",
+        "spec can trigger, beside what `mspec check` prints for it (`specs/broken/compile/`: what `mspec",
+        "compile` prints).",
         "",
     ]
     for c in CODES.values():
