@@ -16,6 +16,7 @@ from modelspec.cli.fmt import fmt_command
 from modelspec.cli.generate import generate_command
 from modelspec.cli.graph import graph_command
 from modelspec.cli.summary import summary_command
+from modelspec.cli.train import train_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,6 +31,7 @@ cli.add_command(summary_command)
 cli.add_command(fmt_command)
 cli.add_command(generate_command)
 cli.add_command(graph_command)
+cli.add_command(train_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,120 @@
+"""`mspec train FILE`: run a regime declared in FILE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from modelspec.cli.common import has_errors, report
+
+
+def pick_regime(program, file: str, regime: str | None) -> str:
+    from modelspec.diagnostics import suggestion
+
+    names = list(program.trains)
+    if regime is not None:
+        if regime not in program.trains:
+            hint = suggestion(regime, names) or ("regimes: " + ", ".join(names) if names else "it declares none")
+            raise click.BadParameter(f"no train regime {regime!r} in {file} ({hint})", param_hint="--regime")
+        return regime
+    if not names:
+        raise click.UsageError(f"{file} declares no `train` block")
+    if len(names) > 1:
+        raise click.UsageError(f"{file} declares several regimes ({', '.join(names)}): choose one with --regime")
+    return names[0]
+
+
+def latest_run(out: Path, regime: str) -> Path | None:
+    runs = sorted(
+        (p for p in out.glob(f"{regime}-*") if (p / "config.json").is_file()), key=lambda p: p.stat().st_mtime
+    )
+    return runs[-1] if runs else None
+
+
+@click.command("train")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--regime", help="the train block to run (default: the only one in FILE)")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="folder of run folders",
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--max-steps", type=click.IntRange(1), help="stop after this many optimizer steps")
+@click.option(
+    "--resume",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[RUN]",
+    help="continue the latest run of the regime in --out, or RUN",
+)
+@click.option("--seed", type=click.IntRange(0), help="overrides the regime's seed")
+@click.option("--tensorboard", is_flag=True, help="also write TensorBoard event files")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="a live progress bar on a terminal")
+def train_command(file, regime, out, device, max_steps, resume, seed, tensorboard, progress):
+    """Train a model as a `train` block of FILE declares."""
+    from modelspec.api import compile_program
+
+    program, diagnostics, sources = compile_program(file)
+    if has_errors(diagnostics):
+        report(diagnostics, sources)
+        raise SystemExit(1)
+    name = pick_regime(program, file, regime)
+    spec = program.trains[name]
+
+    import torch
+
+    from modelspec.train.loop import Options, Trainer, TrainError
+
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise click.BadParameter(f"{device!r} is not a device", param_hint="--device") from None
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise click.BadParameter(f"{device!r}: no CUDA device is available here", param_hint="--device")
+    resume_folder = None
+    if resume is not None:
+        resume_folder = Path(resume) if resume else latest_run(out, name)
+        if resume_folder is None:
+            raise click.BadParameter(f"no run of regime {name!r} in {out} to resume", param_hint="--resume")
+        if not (resume_folder / "config.json").is_file():
+            raise click.BadParameter(
+                f"{resume_folder} is not a run folder (it has no config.json)", param_hint="--resume"
+            )
+    options = Options(
+        out=out,
+        device=device,
+        max_steps=max_steps,
+        seed=seed,
+        resume=resume_folder,
+        tensorboard=tensorboard,
+        progress=progress,
+    )
+    trainer_class = Trainer
+    if spec.model.kind == "gan":
+        from modelspec.train.gan import GanTrainer
+
+        trainer_class = GanTrainer
+    try:
+        result = trainer_class(program, spec, options, sources=dict(sources.texts)).run()
+    except TrainError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    _print_result(result)
+
+
+def _print_result(result) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=True, highlight=False)
+    how = {"done": "finished", "max_steps": "stopped at --max-steps", "early_stop": "stopped early"}[result.stopped]
+    console.print(f"[bold]{how}[/] after {result.step} steps ({result.epoch} epochs)")
+    for key, value in result.metrics.items():
+        console.print(f"  {key:<16} {value:.4f}")
+    if result.best:
+        console.print(f"  best {result.best['metric']} {result.best['value']:.4f} at step {result.best['step']}")
+    console.print(f"run folder: {result.folder}")

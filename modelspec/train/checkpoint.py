@@ -1,0 +1,306 @@
+"""Checkpoints that never lose work.
+
+A checkpoint is a folder `checkpoints/step-00001200/` holding
+
+    model.safetensors   the weights (safetensors: loading never unpickles)
+    state.safetensors   every other tensor: optimizer state, RNG states
+    state.json          step, epoch, data position, optimizer hyperparameters,
+                        scheduler state, metrics, the hash of the model's IR,
+                        and the SHA-256 of both tensor files
+
+It is written into a temporary folder beside the others, each file flushed
+and fsynced, `state.json` last, then the folder is renamed into place and
+the parent fsynced: a crash at any moment leaves either the complete new
+checkpoint or none, and the previous one untouched. Loading checks the
+format, the IR hash (a checkpoint of another spec is refused) and both
+file hashes (a truncated or bit-flipped file is refused, with its name);
+`latest_valid` falls back to the newest checkpoint that passes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+FORMAT = 1
+PREFIX = "step-"
+TMP_PREFIX = ".tmp-"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message names the file and why."""
+
+
+def ir_hash(model_ir) -> str:
+    """A hash of the model's checked IR without source positions: reformatting
+    a spec keeps its checkpoints; changing the model does not."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("span", "input_spans")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    data = strip(json.loads(model_ir.graph.model_dump_json()))
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---- what goes in -------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingState:
+    """Everything besides the weights that resuming needs."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # the epoch in progress
+    batch: int = 0  # batches of that epoch already consumed
+    optimizers: dict[str, Any] = field(default_factory=dict)  # role -> optimizer.state_dict()
+    schedulers: dict[str, Any] = field(default_factory=dict)  # role -> scheduler.state_dict()
+    rng: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # metrics, best value, early-stop count ...
+
+
+def capture_rng() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _split_tensors(value: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace tensors in a nested structure by references into `tensors`."""
+    if isinstance(value, torch.Tensor):
+        key = prefix
+        tensors[key] = value.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(value, dict):
+        return {str(k): _split_tensors(v, f"{prefix}.{k}", tensors) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_split_tensors(v, f"{prefix}.{i}", tensors) for i, v in enumerate(value)]
+    return value
+
+
+def _join_tensors(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__tensor__"}:
+            return tensors[value["__tensor__"]]
+        return {k: _join_tensors(v, tensors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_join_tensors(v, tensors) for v in value]
+    return value
+
+
+def _optimizer_state_keys_to_int(state: dict) -> dict:
+    # JSON turns the optimizer's integer parameter ids into strings; torch wants ints back.
+    if "state" in state:
+        state = dict(state)
+        state["state"] = {int(k): v for k, v in state["state"].items()}
+    return state
+
+
+# ---- writing --------------------------------------------------------------------------------
+
+
+def save(folder: Path, model: torch.nn.Module, state: TrainingState, spec_hash: str, *, hook=None) -> Path:
+    """Write checkpoint `folder/step-NNNNNNNN` atomically; return its path.
+
+    `hook(phase)` is called between the phases of the write (tests inject
+    crashes there)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{PREFIX}{state.step:08d}"
+    tmp = folder / f"{TMP_PREFIX}{final.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    phase = hook or (lambda name: None)
+    phase("begin")
+    save_model(model, str(tmp / "model.safetensors"))
+    _fsync_file(tmp / "model.safetensors")
+    phase("model")
+    tensors: dict[str, torch.Tensor] = {}
+    rest = {
+        "optimizers": _split_tensors(state.optimizers, "optimizers", tensors),
+        "schedulers": _split_tensors(state.schedulers, "schedulers", tensors),
+        "rng": _split_tensors(state.rng, "rng", tensors),
+    }
+    save_file(tensors, str(tmp / "state.safetensors"))
+    _fsync_file(tmp / "state.safetensors")
+    phase("state")
+    meta = {
+        "format": FORMAT,
+        "step": state.step,
+        "epoch": state.epoch,
+        "batch": state.batch,
+        "spec_hash": spec_hash,
+        "extra": state.extra,
+        **rest,
+        "files": {name: _sha256(tmp / name) for name in ("model.safetensors", "state.safetensors")},
+    }
+    with open(tmp / "state.json", "w", encoding="utf-8") as handle:
+        json.dump(meta, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    phase("json")
+    _fsync_dir(tmp)
+    if final.exists():  # a checkpoint of this step from an interrupted run: replace it whole
+        old = folder / f"{TMP_PREFIX}old-{final.name}-{os.getpid()}"
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)
+    phase("rename")
+    _fsync_dir(folder)
+    phase("done")
+    return final
+
+
+def prune(folder: Path, keep: int | None, protect: set[Path] = frozenset()) -> None:
+    """Keep the newest `keep` checkpoints (and those in `protect`)."""
+    if keep is None:
+        return
+    found = checkpoints(folder)
+    for path in found[:-keep] if len(found) > keep else []:
+        if path not in protect:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def clean_temporary(folder: Path) -> None:
+    """Remove half-written checkpoints left by a crash."""
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.name.startswith(TMP_PREFIX):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    if not folder.is_dir():
+        return []
+    found = [
+        p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX) :].isdigit()
+    ]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+
+
+def read_meta(path: Path, spec_hash: str | None) -> dict:
+    """Validate checkpoint `path` and return its state.json; raise CheckpointError."""
+    meta_file = path / "state.json"
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{meta_file}: not a readable checkpoint state ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_file}: not a modelspec checkpoint of format {FORMAT}")
+    if spec_hash is not None and meta.get("spec_hash") != spec_hash:
+        raise CheckpointError(f"{path}: written for another model (its IR differs from this spec's)")
+    for name, digest in meta.get("files", {}).items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing")
+        if _sha256(file) != digest:
+            raise CheckpointError(f"{file}: damaged (its content does not match the hash recorded when it was written)")
+    return meta
+
+
+def load(path: Path, model: torch.nn.Module, spec_hash: str | None) -> TrainingState:
+    """Load weights into `model` and return the rest; raise CheckpointError."""
+    meta = read_meta(path, spec_hash)
+    try:
+        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+        tensors = load_file(str(path / "state.safetensors"))
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise CheckpointError(f"{path / 'model.safetensors'}: cannot be loaded ({exc})") from None
+    if missing or unexpected:
+        raise CheckpointError(f"{path / 'model.safetensors'}: does not fit this model")
+    optimizers = {k: _optimizer_state_keys_to_int(v) for k, v in _join_tensors(meta["optimizers"], tensors).items()}
+    return TrainingState(
+        step=meta["step"],
+        epoch=meta["epoch"],
+        batch=meta["batch"],
+        optimizers=optimizers,
+        schedulers=_join_tensors(meta["schedulers"], tensors),
+        rng=_join_tensors(meta["rng"], tensors),
+        extra=meta.get("extra", {}),
+    )
+
+
+def latest_valid(folder: Path, spec_hash: str) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint that passes validation, and why newer ones did not."""
+    refused = []
+    for path in reversed(checkpoints(folder)):
+        try:
+            read_meta(path, spec_hash)
+            return path, refused
+        except CheckpointError as exc:
+            refused.append(str(exc))
+    return None, refused
+
+
+def load_weights(path: Path, model: torch.nn.Module) -> tuple[list[str], list[str]]:
+    """Weights for fine-tuning (`init`) or a teacher: a checkpoint folder, a
+    .safetensors file, or a PyTorch file read with `weights_only=True` (a pickle
+    that carries code is refused, never run). Returns (missing, unexpected) keys."""
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            return tuple(load_model(model, str(path), strict=False))
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: cannot be loaded ({exc})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for anything but plain tensors and containers
+        raise CheckpointError(f"{path}: refused: not a plain weights file ({type(exc).__name__})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: refused: not a mapping of names to tensors")
+    result = model.load_state_dict(state, strict=False)
+    return list(result.missing_keys), list(result.unexpected_keys)

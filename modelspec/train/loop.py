@@ -1,0 +1,561 @@
+"""Running a `train` regime: the supervised loop, its run folder, resume.
+
+    run = Trainer(program, regime, options).run()
+
+One step: take `accumulate` micro-batches, divide each micro-batch's loss
+sum by the count of the whole window (so 8 micro-batches of 1 equal one
+batch of 8, token-level losses with padding included), backward, clip,
+optimizer and schedule step. Evaluation, checkpoints, best tracking and
+early stopping follow the regime. Every step's state can be checkpointed,
+and a resumed run continues exactly where the checkpoint left off: same
+weights, same RNG, same next batch.
+
+The run folder `runs/<regime>-<timestamp>/` holds the spec sources used,
+`config.json`, `metrics.jsonl`, `checkpoints/` and (for gan regimes)
+`samples/`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modelspec.train import checkpoint as ckpt
+from modelspec.train.config import TrainSpec
+
+
+class TrainError(Exception):
+    """A problem found before or during training; the message says what and where."""
+
+
+@dataclass
+class Options:
+    out: Path = Path("runs")
+    device: str = "cpu"
+    max_steps: int | None = None  # stop after this many optimizer steps (whatever the regime says)
+    seed: int | None = None  # overrides the regime's seed
+    resume: Path | None = None  # a run folder to continue
+    tensorboard: bool = False
+    progress: bool = True  # a live progress bar (when the output is a terminal)
+    log_every: int = 10  # steps between metrics.jsonl lines within an epoch
+    checkpoint_hook: Any = None  # tests: called between the phases of each checkpoint write
+
+
+@dataclass
+class RunResult:
+    folder: Path
+    step: int
+    epoch: int
+    metrics: dict[str, float] = field(default_factory=dict)  # the last evaluation
+    best: dict[str, Any] | None = None
+    stopped: str = ""  # why it ended: "done", "max_steps", "early_stop"
+
+
+def new_run_folder(out: Path, regime: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = out / f"{regime}-{stamp}"
+    k = 1
+    while folder.exists():
+        folder = out / f"{regime}-{stamp}-{k}"
+        k += 1
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class MetricsLog:
+    """`metrics.jsonl`: one JSON object per line, appended and flushed."""
+
+    def __init__(self, path: Path, tensorboard_dir: Path | None = None):
+        self.path = path
+        self.handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.writer = None
+        if tensorboard_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise TrainError("--tensorboard needs the `tensorboard` package: pip install tensorboard") from exc
+            self.writer = SummaryWriter(str(tensorboard_dir))
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.handle.write(json.dumps(record) + "\n")
+        self.handle.flush()
+        if self.writer is not None:
+            for key, value in record.items():
+                if isinstance(value, int | float) and key not in ("step", "epoch"):
+                    self.writer.add_scalar(key, value, record.get("step", 0))
+
+    def close(self) -> None:
+        self.handle.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _outputs(model_ir, result) -> dict[str, torch.Tensor]:
+    names = list(model_ir.graph.outputs)
+    if isinstance(result, dict):
+        return result
+    return {names[0]: result}
+
+
+class Trainer:
+    """The supervised regime (one model, one optimizer)."""
+
+    def __init__(self, program, regime: TrainSpec, options: Options, sources: dict[str, str] | None = None):
+        self.program = program
+        self.regime = regime
+        self.options = options
+        self.sources = sources or {}
+        self.device = torch.device(options.device)
+        self.seed = options.seed if options.seed is not None else (regime.seed or 0)
+
+    # ---- set-up ------------------------------------------------------------------------
+
+    def model_name(self) -> str:
+        ref = self.regime.model
+        if not ref.args and not ref.kwargs:
+            return ref.name
+        parts = [str(v) for v in ref.args] + [f"{k}={_text(v)}" for k, v in ref.kwargs.items()]
+        return f"{ref.name}({', '.join(parts)})"
+
+    def prepare(self) -> None:
+        from modelspec.train.builders import make_loss, make_metric, make_optimizer, make_regularizer, make_schedule
+        from modelspec.train.data import DataError, check_vocabulary, input_bounds, make_data, make_loaders
+        from modelspec_torch.build import build
+
+        name = self.model_name()
+        if name not in self.program.models:
+            raise TrainError(f"model `{name}` of regime `{self.regime.name}` was not built by the checker")
+        self.model_ir = self.program.models[name]
+        self.spec_hash = ckpt.ir_hash(self.model_ir)
+        base = Path(self.model_ir.span.file).parent if self.model_ir.span else None
+        try:
+            bounds = input_bounds(self.model_ir.graph)
+            self.data = make_data(
+                self.regime.data, dict(self.model_ir.graph.inputs), self.seed, base=base, bounds=bounds
+            )
+        except DataError as exc:
+            raise TrainError(str(exc)) from None
+        self.data_args = self.regime.data.parsed()
+        self.make_loaders = make_loaders
+        self.model = build(self.program, name, device=self.device, seed=self.seed)
+        if self.data.tokenizer is not None:
+            vocab = next((m.num_embeddings for m in self.model.modules() if isinstance(m, torch.nn.Embedding)), None)
+            if vocab is not None:
+                try:
+                    check_vocabulary(self.data, vocab)
+                except DataError as exc:
+                    raise TrainError(str(exc)) from None
+        if self.regime.init:
+            self.load_init(base)
+        self.freeze()
+        parameters = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.regime.optimizer, parameters)
+        self.batches_per_epoch = len(self.make_loaders(self.data, self.data_args, self.seed)[0])
+        self.steps_per_epoch = max(1, self.batches_per_epoch // self.regime.accumulate)
+        self.total_steps = self.regime.steps or self.regime.epochs * self.steps_per_epoch
+        if self.options.max_steps is not None:
+            self.total_steps = min(self.total_steps, self.options.max_steps)
+        self.schedule = make_schedule(self.regime.schedule, self.optimizer, self.total_steps)
+        self.loss = make_loss(self.regime.loss)
+        self.metrics = [make_metric(m, loss=self.loss) for m in self.regime.metrics]
+        self.regularizers = [make_regularizer(r) for r in self.regime.regularization]
+        self.autocast = self.regime.precision != "fp32"
+        self.amp_dtype = torch.bfloat16 if self.regime.precision == "bf16" else torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.regime.precision == "fp16" else None
+        if self.regime.precision == "fp16" and self.device.type != "cuda":
+            raise TrainError("precision fp16 needs a CUDA device; on the CPU use bf16")
+
+    def load_init(self, base: Path | None) -> None:
+        path = Path(self.regime.init)
+        if not path.is_absolute() and base is not None and not path.exists():
+            path = base / path
+        try:
+            missing, unexpected = ckpt.load_weights(path, self.model)
+        except ckpt.CheckpointError as exc:
+            raise TrainError(f"init: {exc}") from None
+        fresh = set(self.regime.reinit)
+        missing = [k for k in missing if k.split(".")[0] not in fresh]
+        if missing or unexpected:
+            raise TrainError(
+                f"init: {path} does not fit model `{self.model_ir.name}`"
+                + (f"; missing {', '.join(missing[:5])}" if missing else "")
+                + (f"; unexpected {', '.join(unexpected[:5])}" if unexpected else "")
+            )
+        for name in self.regime.reinit:  # a new head: fresh parameters, from the seed
+            module = self._submodule(name, "reinit")
+            torch.manual_seed(self.seed)
+            for m in module.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+
+    def _submodule(self, name: str, setting: str) -> torch.nn.Module:
+        try:
+            return self.model.get_submodule(name)
+        except AttributeError:
+            known = ", ".join(n for n, _ in self.model.named_children())
+            raise TrainError(
+                f"{setting}: model `{self.model_ir.name}` has no layer `{name}` (layers: {known})"
+            ) from None
+
+    def freeze(self) -> None:
+        for name in self.regime.freeze:
+            for p in self._submodule(name, "freeze").parameters():
+                p.requires_grad_(False)
+
+    # ---- the run folder ------------------------------------------------------------------
+
+    def open_folder(self) -> None:
+        if self.options.resume is not None:
+            self.folder = self.options.resume
+            config = json.loads((self.folder / "config.json").read_text())
+            if config.get("spec_hash") != self.spec_hash:
+                raise TrainError(
+                    f"{self.folder} is a run of another model (its spec differs from this one); "
+                    "nothing in it was changed"
+                )
+        else:
+            self.folder = new_run_folder(self.options.out, self.regime.name)
+            spec_dir = self.folder / "spec"
+            spec_dir.mkdir()
+            for i, (file, text) in enumerate(self.sources.items()):
+                target = spec_dir / f"{i:02d}-{Path(file).name}"
+                target.write_text(text, encoding="utf-8")
+            _write_json(
+                self.folder / "config.json",
+                {
+                    "regime": json.loads(self.regime.model_dump_json()),
+                    "model": self.model_ir.name,
+                    "spec_hash": self.spec_hash,
+                    "seed": self.seed,
+                    "device": str(self.device),
+                    "max_steps": self.options.max_steps,
+                    "files": list(self.sources),
+                    "torch": torch.__version__,
+                },
+            )
+        self.checkpoints = self.folder / "checkpoints"
+        ckpt.clean_temporary(self.checkpoints)
+        board = self.folder / "tensorboard" if self.options.tensorboard else None
+        self.log = MetricsLog(self.folder / "metrics.jsonl", board)
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def state(self, step: int, epoch: int, batch: int) -> ckpt.TrainingState:
+        return ckpt.TrainingState(
+            step=step,
+            epoch=epoch,
+            batch=batch,
+            optimizers={"main": self.optimizer.state_dict()},
+            schedulers={"main": self.schedule.state_dict()},
+            rng=ckpt.capture_rng(),
+            extra={
+                "best": self.best,
+                "stale": self.stale,
+                "stop_value": self.last_stop_value,
+                "metrics": self.last_metrics,
+            },
+        )
+
+    def save(self, step: int, epoch: int, batch: int) -> Path:
+        path = ckpt.save(
+            self.checkpoints,
+            self.model,
+            self.state(step, epoch, batch),
+            self.spec_hash,
+            hook=self.options.checkpoint_hook,
+        )
+        ckpt.prune(self.checkpoints, self.regime.keep, protect={self.best_path} if self.best_path else set())
+        return path
+
+    def restore(self) -> tuple[int, int, int, list[str]]:
+        path, refused = ckpt.latest_valid(self.checkpoints, self.spec_hash)
+        if path is None:
+            return 0, 0, 0, refused
+        state = ckpt.load(path, self.model, self.spec_hash)
+        self.optimizer.load_state_dict(state.optimizers["main"])
+        self.schedule.load_state_dict(state.schedulers["main"])
+        ckpt.restore_rng(state.rng)
+        self.best = state.extra.get("best")
+        self.stale = state.extra.get("stale", 0)
+        self.last_stop_value = state.extra.get("stop_value")
+        self.last_metrics = state.extra.get("metrics", {})
+        return state.step, state.epoch, state.batch, refused
+
+    # ---- steps ----------------------------------------------------------------------------------
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        inputs = [batch[name] for name in self.model_ir.graph.inputs]
+        if self.autocast:
+            with torch.autocast(self.device.type, dtype=self.amp_dtype):
+                return _outputs(self.model_ir, self.model(*inputs))
+        return _outputs(self.model_ir, self.model(*inputs))
+
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def train_step(self, window: list[dict[str, torch.Tensor]], step: int) -> tuple[float, int]:
+        """One optimizer step over `window` (the accumulated micro-batches)."""
+        self.model.train()
+        total = sum(self.loss.count(b) for b in window)
+        total = total.clamp(min=1) if isinstance(total, torch.Tensor) else max(total, 1)
+        loss_sum = 0.0
+        samples = 0
+        for batch in window:
+            batch = self.to_device(batch)
+            outputs = self.forward(batch)
+            part_sum, _ = self.loss(outputs, batch)
+            loss = part_sum.float() / total
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            loss_sum += part_sum.item()
+            samples += next(iter(batch.values())).shape[0]
+        mean = loss_sum / float(total)
+        if self.regularizers:
+            penalty = sum(r(self.model) for r in self.regularizers)
+            penalty.backward()
+            mean += penalty.item()
+        if not math.isfinite(mean):
+            raise TrainError(
+                f"the loss is {mean} at step {step + 1}: training stopped; the last good checkpoint is kept"
+            )
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.regime.clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.regime.clip_grad)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.schedule.step()
+        return mean, samples
+
+    @torch.no_grad()
+    def evaluate(self, loader) -> dict[str, float]:
+        self.model.eval()
+        for metric in self.metrics:
+            metric.reset()
+        loss_sum, count = 0.0, 0.0
+        for batch in loader:
+            batch = self.to_device(batch)
+            outputs = self.forward(batch)
+            part_sum, part_count = self.loss(outputs, batch)
+            loss_sum += float(part_sum)
+            count += float(part_count)
+            for metric in self.metrics:
+                metric.update(outputs, batch, part_sum, part_count)
+        results = {"val_loss": loss_sum / max(count, 1.0)}
+        for metric in self.metrics:
+            results[f"val_{metric.name}"] = metric.compute()
+        return results
+
+    # ---- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        self.prepare()
+        self.best: dict[str, Any] | None = None
+        self.best_path: Path | None = None
+        self.stale = 0
+        self.last_stop_value: float | None = None
+        self.last_metrics: dict[str, float] = {}
+        self.open_folder()
+        step, epoch, position = 0, 0, 0  # position: batches of `epoch` consumed
+        if self.options.resume is not None:
+            step, epoch, position, refused = self.restore()
+            for reason in refused:
+                self.note(f"skipped checkpoint: {reason}")
+            if step == 0 and refused:
+                self.note("no valid checkpoint: starting from the beginning")
+        if step == 0:
+            torch.manual_seed(self.seed)
+        stopped = "done"
+        started = time.perf_counter()
+        with Progress(self, enabled=self.options.progress) as progress:
+            while step < self.total_steps and stopped == "done":
+                step, epoch, position, stopped = self.run_epoch(step, epoch, position, progress)
+        regime_total = self.regime.steps or self.regime.epochs * self.steps_per_epoch
+        if stopped == "done" and step < regime_total:
+            stopped = "max_steps"
+        self.save(step, epoch, position)
+        self.log.write(
+            {"step": step, "epoch": epoch, "event": "end", "stopped": stopped, "seconds": time.perf_counter() - started}
+        )
+        self.log.close()
+        return RunResult(self.folder, step, epoch, dict(self.last_metrics), self.best, stopped)
+
+    def run_epoch(self, step: int, epoch: int, position: int, progress) -> tuple[int, int, int, str]:
+        """Train from batch `position` of `epoch` to its end (or to the last step)."""
+        train_loader, val_loader = self.make_loaders(
+            self.data, self.data_args, self.seed, epoch=epoch, skip_batches=position
+        )
+        window: list = []
+        seen, tick = 0, time.perf_counter()
+        for batch in train_loader:
+            window.append(batch)
+            position += 1
+            if len(window) < self.regime.accumulate:
+                continue
+            try:
+                loss, samples = self.train_step(window, step)
+            except TrainError:
+                self.log.close()
+                raise
+            window = []
+            step += 1
+            seen += samples
+            lr = self.schedule.get_last_lr()[0]
+            progress.advance(step, epoch, loss, lr)
+            if step % self.options.log_every == 0 or step == self.total_steps:
+                now = time.perf_counter()
+                rate = seen / max(now - tick, 1e-9)
+                self.log.write({"step": step, "epoch": epoch, "loss": loss, "lr": lr, "samples_per_s": rate})
+                seen, tick = 0, now
+            if val_loader is not None and self.due(self.regime.evaluate, step=step):
+                if self.after_evaluation(step, epoch, position, val_loader, progress):
+                    return step, epoch, position, "early_stop"
+            if self.due(self.regime.checkpoint, step=step):
+                self.save(step, epoch, position)
+            if step >= self.total_steps and position < self.batches_per_epoch:
+                return step, epoch, position, "done"  # stopped mid-epoch; at its end, the epoch closes below
+        # The epoch is over (a last window shorter than `accumulate` is dropped).
+        epoch, position = epoch + 1, 0
+        evaluate = self.regime.evaluate
+        if val_loader is not None and (evaluate is None or self.due(evaluate, epoch=epoch)):
+            if self.after_evaluation(step, epoch, 0, val_loader, progress):
+                return step, epoch, position, "early_stop"
+        if self.due(self.regime.checkpoint, epoch=epoch):
+            self.save(step, epoch, 0)
+        return step, epoch, position, "done"
+
+    def due(self, every, *, step: int | None = None, epoch: int | None = None) -> bool:
+        if every is None:
+            return False
+        if every.unit == "steps":
+            return step is not None and step % every.n == 0
+        return epoch is not None and epoch % every.n == 0
+
+    def after_evaluation(self, step: int, epoch: int, batch_index: int, val_loader, progress) -> bool:
+        """Evaluate, log, track the best, decide early stopping (True: stop)."""
+        results = self.evaluate(val_loader)
+        self.last_metrics = results
+        self.log.write({"step": step, "epoch": epoch, "lr": self.schedule.get_last_lr()[0], **results})
+        progress.evaluated(results)
+        best = self.regime.best
+        if best is not None and best.metric in results:
+            value = results[best.metric]
+            better = self.best is None or (
+                value < self.best["value"] if best.mode == "min" else value > self.best["value"]
+            )
+            if better:
+                self.best = {"metric": best.metric, "value": value, "step": step}
+                path = self.save(step, epoch, batch_index)
+                self._mark_best(path)
+        stop = self.regime.early_stop
+        if stop is not None and stop.metric in results:
+            value = results[stop.metric]
+            reference = self.last_stop_value
+            improved = reference is None or (
+                value < reference - stop.min_delta if stop.mode == "min" else value > reference + stop.min_delta
+            )
+            if improved:
+                self.last_stop_value = value
+                self.stale = 0
+            else:
+                self.stale += 1
+                if self.stale >= stop.patience:
+                    self.note(
+                        f"early stop at step {step}: `{stop.metric}` did not improve for {stop.patience} evaluations"
+                    )
+                    return True
+        return False
+
+    def _mark_best(self, path: Path) -> None:
+        best = self.folder / "best"
+        tmp = self.folder / ".best.tmp"
+        if tmp.exists() or tmp.is_symlink():
+            tmp.unlink() if tmp.is_symlink() else shutil.rmtree(tmp)
+        shutil.copytree(path, tmp)
+        if best.exists():
+            shutil.rmtree(best)
+        tmp.rename(best)
+        self.best_path = path
+
+    def note(self, text: str) -> None:
+        self.log.write({"event": "note", "text": text})
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[yellow]note:[/] {text}")
+
+
+class Progress:
+    """A live rich progress bar on a terminal; a line per epoch otherwise."""
+
+    def __init__(self, trainer: Trainer, enabled: bool):
+        from rich.console import Console
+
+        self.trainer = trainer
+        self.console = Console(stderr=True)
+        self.enabled = enabled and self.console.is_terminal
+        self.bar = None
+        self.last_epoch = -1
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import Progress as Bar
+
+            self.bar = Bar(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("step {task.completed}/{task.total}"),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self.bar.__enter__()
+            self.task = self.bar.add_task(self.trainer.regime.name, total=self.trainer.total_steps, status="")
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def advance(self, step: int, epoch: int, loss: float, lr: float) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, status=f"epoch {epoch} loss {loss:.4f} lr {lr:.2e}")
+
+    def evaluated(self, results: dict[str, float]) -> None:
+        text = "  ".join(f"{k} {v:.4f}" for k, v in results.items())
+        if self.bar is not None:
+            self.bar.console.print(f"  evaluation: {text}")
+        else:
+            self.console.print(f"{self.trainer.regime.name}: {text}")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
