@@ -35,7 +35,7 @@ gan DCGAN {
 
 train dcgan_digits {
     model      DCGAN
-    data       digits(batch=128, size=16)
+    data       digits(batch=128, size=16, scale=signed)
     loss       bce
     optimizer  generator: adam(lr=2e-4, betas=(0.5, 0.999)),
                discriminator: adam(lr=2e-4, betas=(0.5, 0.999))
