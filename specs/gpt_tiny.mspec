@@ -5,10 +5,10 @@ import "std/transformer.mspec"
 
 model GPTTiny(
     vocab: int = 96,
-    ctx: int = 128,
-    d: int = 128,
+    ctx: int = 64,
+    d: int = 96,
     heads: int = 4,
-    layers: int = 4,
+    layers: int = 3,
     p: float = 0.1,
 ) {
     input tokens: int64[B, T]
@@ -28,15 +28,15 @@ model GPTTiny(
 # Next-character prediction on the source of Python's `json` package, read from
 # the running interpreter's standard library (`stdlib:json`): no text file to
 # ship or download. Its characters (94 of them) fit the vocabulary of 96.
-train shakespeare_free {
+train stdlib_chars {
     model      GPTTiny()
-    data       text(path="stdlib:json", tokenizer=char, block=128, batch=32)
+    data       text(path="stdlib:json", tokenizer=char, block=64, batch=16)
     loss       cross_entropy(logits, target)
     optimizer  adamw(lr=1e-3, weight_decay=0.1, no_decay=[bias, norm])
-    schedule   cosine(warmup=100)
-    steps      2000
+    schedule   cosine(warmup=50)
+    steps      1500
     clip_grad  1.0
     metrics    perplexity
-    evaluate   every(steps=200)
+    evaluate   every(steps=250)
     seed       0
 }

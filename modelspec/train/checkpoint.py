@@ -142,7 +142,15 @@ def _optimizer_state_keys_to_int(state: dict) -> dict:
 # ---- writing --------------------------------------------------------------------------------
 
 
-def save(folder: Path, model: torch.nn.Module, state: TrainingState, spec_hash: str, *, hook=None) -> Path:
+def save(
+    folder: Path,
+    model: torch.nn.Module,
+    state: TrainingState,
+    spec_hash: str,
+    *,
+    hook=None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
     """Write checkpoint `folder/step-NNNNNNNN` atomically; return its path.
 
     `hook(phase)` is called between the phases of the write (tests inject
@@ -155,7 +163,7 @@ def save(folder: Path, model: torch.nn.Module, state: TrainingState, spec_hash: 
     tmp.mkdir()
     phase = hook or (lambda name: None)
     phase("begin")
-    save_model(model, str(tmp / "model.safetensors"))
+    save_model(model, str(tmp / "model.safetensors"), metadata=metadata)
     _fsync_file(tmp / "model.safetensors")
     phase("model")
     tensors: dict[str, torch.Tensor] = {}

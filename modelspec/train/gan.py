@@ -67,7 +67,7 @@ class GanTrainer(Trainer):
         self.optimizers, self.schedules = {}, {}
         self.batches_per_epoch = len(self.make_loaders(self.data, self.data_args, self.seed)[0])
         self.steps_per_epoch = self.batches_per_epoch
-        self.total_steps = self.regime.steps or self.regime.epochs * self.steps_per_epoch
+        self.regime_steps = self.total_steps = self.regime.steps or self.regime.epochs * self.steps_per_epoch
         if self.options.max_steps is not None:
             self.total_steps = min(self.total_steps, self.options.max_steps)
         for role, module in (("generator", self.generator), ("discriminator", self.discriminator)):
@@ -75,7 +75,10 @@ class GanTrainer(Trainer):
             self.optimizers[role] = make_optimizer(spec, list(module.named_parameters()))
             schedule = self.regime.schedule
             schedule = schedule.get(role) if isinstance(schedule, dict) else schedule
-            self.schedules[role] = make_schedule(schedule, self.optimizers[role], self.total_steps)
+            try:
+                self.schedules[role] = make_schedule(schedule, self.optimizers[role], self.regime_steps)
+            except ValueError as exc:
+                raise TrainError(f"schedule of the {role}: {exc}") from None
         self.schedule = self.schedules["generator"]  # what progress reports as the learning rate
         self.criterion = make_loss(self.regime.loss).criterion
         self.metrics, self.regularizers = [], []

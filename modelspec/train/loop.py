@@ -169,18 +169,65 @@ class Trainer:
         self.optimizer = make_optimizer(self.regime.optimizer, parameters)
         self.batches_per_epoch = len(self.make_loaders(self.data, self.data_args, self.seed)[0])
         self.steps_per_epoch = max(1, self.batches_per_epoch // self.regime.accumulate)
-        self.total_steps = self.regime.steps or self.regime.epochs * self.steps_per_epoch
+        # The schedule spans the regime's whole length, so a run stopped by --max-steps
+        # and resumed follows the same learning rates as one that never stopped.
+        self.regime_steps = self.regime.steps or self.regime.epochs * self.steps_per_epoch
+        self.total_steps = self.regime_steps
         if self.options.max_steps is not None:
             self.total_steps = min(self.total_steps, self.options.max_steps)
-        self.schedule = make_schedule(self.regime.schedule, self.optimizer, self.total_steps)
+        try:
+            self.schedule = make_schedule(self.regime.schedule, self.optimizer, self.regime_steps)
+        except ValueError as exc:
+            raise TrainError(f"schedule: {exc}") from None
         self.loss = make_loss(self.regime.loss)
         self.metrics = [make_metric(m, loss=self.loss) for m in self.regime.metrics]
         self.regularizers = [make_regularizer(r) for r in self.regime.regularization]
+        self.teacher = self.make_teacher(base) if self.regime.distill is not None else None
         self.autocast = self.regime.precision != "fp32"
         self.amp_dtype = torch.bfloat16 if self.regime.precision == "bf16" else torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type) if self.regime.precision == "fp16" else None
         if self.regime.precision == "fp16" and self.device.type != "cuda":
             raise TrainError("precision fp16 needs a CUDA device; on the CPU use bf16")
+
+    def make_teacher(self, base: Path | None):
+        """The distillation teacher: its spec's model with its trained weights, frozen."""
+        from modelspec_torch.build import build
+
+        distill = self.regime.distill
+        ref = distill.teacher
+        name = ref.name
+        if ref.args or ref.kwargs:
+            parts = [str(v) for v in ref.args] + [f"{k}={_text(v)}" for k, v in ref.kwargs.items()]
+            name = f"{ref.name}({', '.join(parts)})"
+        if name not in self.program.models:
+            raise TrainError(f"distill: teacher model `{name}` was not built by the checker")
+        self.teacher_ir = self.program.models[name]
+        teacher = build(self.program, name, device=self.device, seed=self.seed)
+        path = Path(distill.checkpoint)
+        if not path.is_absolute() and base is not None and not path.exists():
+            path = base / path
+        try:
+            missing, unexpected = ckpt.load_weights(path, teacher)
+        except ckpt.CheckpointError as exc:
+            raise TrainError(f"distill: {exc}") from None
+        if missing or unexpected:
+            raise TrainError(f"distill: {path} does not fit teacher `{name}`")
+        teacher.eval().requires_grad_(False)
+        return teacher
+
+    def distillation(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]):
+        """(sum, count) of the soft-target term: T² · KL(teacher/T ‖ student/T) per row."""
+        distill = self.regime.distill
+        name = self.regime.loss.inputs[0]
+        with torch.no_grad():
+            inputs = [batch[n] for n in self.teacher_ir.graph.inputs]
+            teacher = _outputs(self.teacher_ir, self.teacher(*inputs))[name]
+        t = distill.temperature
+        student = torch.log_softmax(outputs[name].float() / t, dim=-1)
+        target = torch.log_softmax(teacher.float() / t, dim=-1)
+        kl = torch.nn.functional.kl_div(student, target, log_target=True, reduction="sum") * t * t
+        rows = student.numel() // student.shape[-1]
+        return kl, rows
 
     def load_init(self, base: Path | None) -> None:
         path = Path(self.regime.init)
@@ -274,12 +321,15 @@ class Trainer:
         )
 
     def save(self, step: int, epoch: int, batch: int) -> Path:
+        tokenizer = getattr(getattr(self, "data", None), "tokenizer", None)
+        metadata = {"modelspec.tokenizer": tokenizer.to_json()} if tokenizer is not None else None
         path = ckpt.save(
             self.checkpoints,
             self.model,
             self.state(step, epoch, batch),
             self.spec_hash,
             hook=self.options.checkpoint_hook,
+            metadata=metadata,
         )
         ckpt.prune(self.checkpoints, self.regime.keep, protect={self.best_path} if self.best_path else set())
         return path
@@ -322,6 +372,14 @@ class Trainer:
             outputs = self.forward(batch)
             part_sum, _ = self.loss(outputs, batch)
             loss = part_sum.float() / total
+            if self.teacher is not None:
+                # (1 - w) of the hard loss and w of the teacher's soft targets (Hinton et al. 2015)
+                weight = self.regime.distill.weight
+                soft_sum, rows = self.distillation(outputs, batch)
+                loss = (1 - weight) * loss + weight * soft_sum / (rows * len(window))
+                part_sum = part_sum.detach() * (1 - weight) + weight * soft_sum.detach() * float(total) / (
+                    rows * len(window)
+                )
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
             else:

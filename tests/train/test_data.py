@@ -370,7 +370,7 @@ def test_vocabulary_larger_than_the_embedding(tmp_path):
 def test_gpt_tiny_trains_on_json_sources():
     program = modelspec.load(SPECS / "gpt_tiny.mspec")
     model = program.model("GPTTiny")
-    regime = program.trains["shakespeare_free"]
+    regime = program.trains["stdlib_chars"]
     bounds = input_bounds(model.graph)
     assert bounds == {"T": 128}
     bundle = make_data(regime.data, model.graph.inputs, 0, base=SPECS, bounds=bounds)
