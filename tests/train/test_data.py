@@ -372,11 +372,11 @@ def test_gpt_tiny_trains_on_json_sources():
     model = program.model("GPTTiny")
     regime = program.trains["stdlib_chars"]
     bounds = input_bounds(model.graph)
-    assert bounds == {"T": 128}
+    assert bounds == {"T": 64}
     bundle = make_data(regime.data, model.graph.inputs, 0, base=SPECS, bounds=bounds)
     check_vocabulary(bundle, model.hyperparameters["vocab"])
     (batch,) = batches(bundle, regime.data)[:1]
-    assert batch["tokens"].shape == batch["target"].shape == (32, 128)
+    assert batch["tokens"].shape == batch["target"].shape == (16, 64)
 
 
 # ---- splits, shuffling, resuming, workers --------------------------------------------
