@@ -58,55 +58,55 @@ class Positions(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """block SelfAttention(heads=4, causal=True, p=0.1, std=0.02, proj_std=0.0070710678118654745)"""
+    """block SelfAttention(heads=4, causal=True, p=0.1, std=0.02, proj_std=0.008164965809277261)"""
 
     def __init__(self):
         super().__init__()
-        self.q = nn.Linear(128, 128)  # transformer.mspec:20
+        self.q = nn.Linear(96, 96)  # transformer.mspec:20
         nn.init.normal_(self.q.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.q.bias)
-        self.k = nn.Linear(128, 128)  # transformer.mspec:21
+        self.k = nn.Linear(96, 96)  # transformer.mspec:21
         nn.init.normal_(self.k.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.k.bias)
-        self.v = nn.Linear(128, 128)  # transformer.mspec:22
+        self.v = nn.Linear(96, 96)  # transformer.mspec:22
         nn.init.normal_(self.v.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.v.bias)
         self.attention = Attention(causal=True, dropout=0.1)  # transformer.mspec:23
-        self.proj = nn.Linear(128, 128)  # transformer.mspec:24
-        nn.init.normal_(self.proj.weight, std=0.0070710678118654745, mean=0.0)
+        self.proj = nn.Linear(96, 96)  # transformer.mspec:24
+        nn.init.normal_(self.proj.weight, std=0.008164965809277261, mean=0.0)
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x):
-        q = self.q(x)  # [B, T, 128]  transformer.mspec:20
-        split_heads = q.unflatten(-1, (4, -1)).transpose(1, 2)  # [B, 4, T, 32]  transformer.mspec:20
-        k = self.k(x)  # [B, T, 128]  transformer.mspec:21
-        split_heads_1 = k.unflatten(-1, (4, -1)).transpose(1, 2)  # [B, 4, T, 32]  transformer.mspec:21
-        v = self.v(x)  # [B, T, 128]  transformer.mspec:22
-        split_heads_2 = v.unflatten(-1, (4, -1)).transpose(1, 2)  # [B, 4, T, 32]  transformer.mspec:22
-        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 4, T, 32]  transformer.mspec:23
-        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 128]  transformer.mspec:23
-        proj = self.proj(merge_heads)  # [B, T, 128]  transformer.mspec:24
-        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 128]  transformer.mspec:24
+        q = self.q(x)  # [B, T, 96]  transformer.mspec:20
+        split_heads = q.unflatten(-1, (4, -1)).transpose(1, 2)  # [B, 4, T, 24]  transformer.mspec:20
+        k = self.k(x)  # [B, T, 96]  transformer.mspec:21
+        split_heads_1 = k.unflatten(-1, (4, -1)).transpose(1, 2)  # [B, 4, T, 24]  transformer.mspec:21
+        v = self.v(x)  # [B, T, 96]  transformer.mspec:22
+        split_heads_2 = v.unflatten(-1, (4, -1)).transpose(1, 2)  # [B, 4, T, 24]  transformer.mspec:22
+        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 4, T, 24]  transformer.mspec:23
+        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 96]  transformer.mspec:23
+        proj = self.proj(merge_heads)  # [B, T, 96]  transformer.mspec:24
+        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 96]  transformer.mspec:24
         return dropout
 
 
 class Mlp(nn.Module):
-    """block Mlp(hidden=512, p=0.1, std=0.02, proj_std=0.0070710678118654745)"""
+    """block Mlp(hidden=384, p=0.1, std=0.02, proj_std=0.008164965809277261)"""
 
     def __init__(self):
         super().__init__()
-        self.fc = nn.Linear(128, 512)  # transformer.mspec:43
+        self.fc = nn.Linear(96, 384)  # transformer.mspec:43
         nn.init.normal_(self.fc.weight, std=0.02, mean=0.0)
         nn.init.zeros_(self.fc.bias)
-        self.proj = nn.Linear(512, 128)  # transformer.mspec:44
-        nn.init.normal_(self.proj.weight, std=0.0070710678118654745, mean=0.0)
+        self.proj = nn.Linear(384, 96)  # transformer.mspec:44
+        nn.init.normal_(self.proj.weight, std=0.008164965809277261, mean=0.0)
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x):
-        fc = self.fc(x)  # [B, T, 512]  transformer.mspec:43
-        gelu = F.gelu(fc)  # [B, T, 512]  transformer.mspec:43
-        proj = self.proj(gelu)  # [B, T, 128]  transformer.mspec:44
-        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 128]  transformer.mspec:44
+        fc = self.fc(x)  # [B, T, 384]  transformer.mspec:43
+        gelu = F.gelu(fc)  # [B, T, 384]  transformer.mspec:43
+        proj = self.proj(gelu)  # [B, T, 96]  transformer.mspec:44
+        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 96]  transformer.mspec:44
         return dropout
 
 
@@ -115,46 +115,46 @@ class HLayer(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(128, eps=1e-05)  # gpt_tiny.mspec:22
+        self.ln_1 = nn.LayerNorm(96, eps=1e-05)  # gpt_tiny.mspec:22
         self.attn = SelfAttention()  # gpt_tiny.mspec:22
-        self.ln_2 = nn.LayerNorm(128, eps=1e-05)  # gpt_tiny.mspec:23
+        self.ln_2 = nn.LayerNorm(96, eps=1e-05)  # gpt_tiny.mspec:23
         self.mlp = Mlp()  # gpt_tiny.mspec:23
 
     def forward(self, x):
-        ln_1 = self.ln_1(x)  # [B, T, 128]  gpt_tiny.mspec:22
-        attn = self.attn(ln_1)  # [B, T, 128]  gpt_tiny.mspec:22
-        add = x + attn  # [B, T, 128]  gpt_tiny.mspec:21
-        ln_2 = self.ln_2(add)  # [B, T, 128]  gpt_tiny.mspec:23
-        mlp = self.mlp(ln_2)  # [B, T, 128]  gpt_tiny.mspec:23
-        add_1 = add + mlp  # [B, T, 128]  gpt_tiny.mspec:23
+        ln_1 = self.ln_1(x)  # [B, T, 96]  gpt_tiny.mspec:22
+        attn = self.attn(ln_1)  # [B, T, 96]  gpt_tiny.mspec:22
+        add = x + attn  # [B, T, 96]  gpt_tiny.mspec:21
+        ln_2 = self.ln_2(add)  # [B, T, 96]  gpt_tiny.mspec:23
+        mlp = self.mlp(ln_2)  # [B, T, 96]  gpt_tiny.mspec:23
+        add_1 = add + mlp  # [B, T, 96]  gpt_tiny.mspec:23
         return add_1
 
 
 class GPTTiny(nn.Module):
-    """model GPTTiny(vocab=96, ctx=128, d=128, heads=4, layers=4, p=0.1)"""
+    """model GPTTiny(vocab=96, ctx=64, d=96, heads=4, layers=3, p=0.1)"""
 
     def __init__(self):
         super().__init__()
-        self.wte = nn.Embedding(96, 128)  # gpt_tiny.mspec:16
+        self.wte = nn.Embedding(96, 96)  # gpt_tiny.mspec:16
         nn.init.normal_(self.wte.weight, std=0.02, mean=0.0)
         self.positions = Positions()  # gpt_tiny.mspec:17
-        self.wpe = nn.Embedding(128, 128)  # gpt_tiny.mspec:17
+        self.wpe = nn.Embedding(64, 96)  # gpt_tiny.mspec:17
         nn.init.normal_(self.wpe.weight, std=0.01, mean=0.0)
-        self.h = nn.ModuleList([HLayer() for _ in range(4)])  # gpt_tiny.mspec:20
-        self.ln_f = nn.LayerNorm(128, eps=1e-05)  # gpt_tiny.mspec:25
-        self.lm_head = nn.Linear(128, 96, bias=False)  # gpt_tiny.mspec:25
+        self.h = nn.ModuleList([HLayer() for _ in range(3)])  # gpt_tiny.mspec:20
+        self.ln_f = nn.LayerNorm(96, eps=1e-05)  # gpt_tiny.mspec:25
+        self.lm_head = nn.Linear(96, 96, bias=False)  # gpt_tiny.mspec:25
         self.lm_head.weight = self.wte.weight  # tied
 
     def forward(self, tokens):
         T = tokens.size(1)  # size `T`
-        wte = self.wte(tokens)  # [B, T, 128]  gpt_tiny.mspec:16
+        wte = self.wte(tokens)  # [B, T, 96]  gpt_tiny.mspec:16
         positions = self.positions(T, tokens.device)  # [T]  gpt_tiny.mspec:17
-        wpe = self.wpe(positions)  # [T, 128]  gpt_tiny.mspec:17
-        add = wte + wpe  # [B, T, 128]  gpt_tiny.mspec:16
-        dropout = F.dropout(add, p=0.1, training=self.training)  # [B, T, 128]  gpt_tiny.mspec:18
+        wpe = self.wpe(positions)  # [T, 96]  gpt_tiny.mspec:17
+        add = wte + wpe  # [B, T, 96]  gpt_tiny.mspec:16
+        dropout = F.dropout(add, p=0.1, training=self.training)  # [B, T, 96]  gpt_tiny.mspec:18
         x = dropout
         for layer in self.h:  # gpt_tiny.mspec:20
             x = layer(x)
-        ln_f = self.ln_f(x)  # [B, T, 128]  gpt_tiny.mspec:25
+        ln_f = self.ln_f(x)  # [B, T, 96]  gpt_tiny.mspec:25
         lm_head = self.lm_head(ln_f)  # [B, T, 96]  gpt_tiny.mspec:25
         return lm_head
