@@ -48,7 +48,7 @@ block Mlp(hidden: int, p: float = 0.0, std: float = 0.02, proj_std: float = 0.02
 block FeedForward(hidden: int, p: float = 0.0, std: float = 0.02, proj_std: float = 0.02) {
     input x: float[B, T, D]
     h = x |> linear(hidden, init=normal(std), name=fc) |> relu |> dropout(p)
-    output out = h |> linear(D, init=normal(proj_std), name=proj)
+    output out = h |> linear(D, init=normal(proj_std), name=proj) |> dropout(p)
 }
 
 # A pre-norm decoder block (GPT-2): attention and MLP on normalised inputs,

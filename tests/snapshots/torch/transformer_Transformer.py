@@ -111,7 +111,8 @@ class FeedForward(nn.Module):
         relu = F.relu(fc)  # [B, S, 2048]  transformer.mspec:50
         dropout = F.dropout(relu, p=0.1, training=self.training)  # [B, S, 2048]  transformer.mspec:50
         proj = self.proj(dropout)  # [B, S, 512]  transformer.mspec:51
-        return proj
+        dropout_1 = F.dropout(proj, p=0.1, training=self.training)  # [B, S, 512]  transformer.mspec:51
+        return dropout_1
 
 
 class EncoderLayer(nn.Module):
@@ -217,7 +218,8 @@ class FeedForward_1(nn.Module):
         relu = F.relu(fc)  # [B, T, 2048]  transformer.mspec:50
         dropout = F.dropout(relu, p=0.1, training=self.training)  # [B, T, 2048]  transformer.mspec:50
         proj = self.proj(dropout)  # [B, T, 512]  transformer.mspec:51
-        return proj
+        dropout_1 = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 512]  transformer.mspec:51
+        return dropout_1
 
 
 class DecoderLayer(nn.Module):
