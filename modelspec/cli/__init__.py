@@ -15,6 +15,7 @@ from modelspec.cli.compile import compile_command
 from modelspec.cli.fmt import fmt_command
 from modelspec.cli.generate import generate_command
 from modelspec.cli.graph import graph_command
+from modelspec.cli.plot import plot_command
 from modelspec.cli.summary import summary_command
 from modelspec.cli.train import train_command
 
@@ -32,6 +33,7 @@ cli.add_command(fmt_command)
 cli.add_command(generate_command)
 cli.add_command(graph_command)
 cli.add_command(train_command)
+cli.add_command(plot_command)
 
 
 def main(argv: list[str] | None = None) -> int:
