@@ -211,8 +211,9 @@ _ALL = [
         "E0209",
         "name used twice or not a valid name",
         "Within one model or block, an input or output is declared twice, `name=` gives a layer a name that "
-        "another layer already has, `name=` is not a plain identifier, or a `repeat` body tries to change a "
-        "constant defined outside it.",
+        "another layer already has, `name=` is not a plain identifier, a `repeat` body tries to change a "
+        "constant defined outside it, a `repeat`'s index has the name of a variable in scope, or a variable, "
+        "input or parameter is named `true` or `false` (which read as the literals).",
         "model Net() {\n    input x: float[B, 20]\n    h = x |> linear(64, name=fc) |> relu\n"
         "    output y = h |> linear(10, name=fc)\n}",
         "Pick another name.",
@@ -271,8 +272,9 @@ _ALL = [
         "E0307",
         "value of the wrong kind",
         "A value is used where another kind is needed: a layer where a value is expected (`h = relu` instead "
-        "of `h = x |> relu`), a number as a layer, a constant as an output, an operator that tensors do not "
-        "have (`**`), a string in arithmetic.",
+        "of `h = x |> relu`), a number as a layer, a constant as an output, a constant or a block's several "
+        "outputs piped into a layer (`3 |> relu`), an operator that tensors do not have (`**`), a string in "
+        "arithmetic.",
         "model Net() {\n    input x: float[B, 20]\n    h = relu\n    output y = x |> linear(10)\n}",
         "Apply layers to tensors (`x |> relu`) and use values where values are expected.",
     ),

@@ -103,9 +103,14 @@ def arithmetic(op: str, left: Any, right: Any, expr: ast.Binary) -> Any:
     if op in ("/", "//", "%") and right == 0:
         raise CompileError(error("E0311", "division by zero", expr.right.span, "this is zero"))
     if op == "**":
+        if left == 0 and right < 0:
+            raise CompileError(error("E0311", "division by zero", expr.span, "zero raised to a negative power"))
         if isinstance(left, int) and isinstance(right, int):
             if right < 0:
-                return float(left) ** right
+                try:
+                    return float(left) ** right
+                except (OverflowError, ZeroDivisionError) as exc:
+                    raise CompileError(error("E0311", f"arithmetic error: {exc}", expr.span, "here")) from None
             # Bound the result before computing it.
             if abs(left) > 1 and right * max(abs(left), 2).bit_length() > 300:
                 raise CompileError(error("E0311", "integer result is too large", expr.span, "this overflows 2**256"))

@@ -60,6 +60,15 @@ class Scope:
             self.vars[name] = value
         return value
 
+    def defines(self, name: str) -> bool:
+        """Whether a name is bound here or in an enclosing scope, without capturing it."""
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.vars:
+                return True
+            scope = scope.parent
+        return False
+
     def has(self, name: str) -> bool:
         try:
             self.get(name)
@@ -157,6 +166,8 @@ class Elaborator:
         what: str,
     ) -> dict[str, Any]:
         """Hyperparameters of a model/block from call arguments and defaults."""
+        for param in decl.params:
+            _check_bindable(param.name, param.span)
         params = {p.name: p for p in decl.params}
         values: dict[str, Any] = {}
         if len(positional) > len(decl.params):
@@ -295,6 +306,7 @@ class Elaborator:
         if isinstance(stmt, ast.Input):
             self.declare_input(stmt, frame, model_level)
         elif isinstance(stmt, ast.Let):
+            _check_bindable(stmt.name, stmt.name_span)
             start = len(builder.graph.nodes)
             value = self.eval(stmt.value, frame)
             value = self.name_binding(stmt, value, frame, start)
@@ -303,6 +315,7 @@ class Elaborator:
             scope.set(stmt.name, value)
             scope.assigned_at[stmt.name] = stmt.span
         elif isinstance(stmt, ast.Output):
+            _check_bindable(stmt.name, stmt.name_span)
             if stmt.name in builder.graph.outputs:
                 raise CompileError(error("E0209", f"output `{stmt.name}` is declared twice", stmt.name_span, "again"))
             if stmt.value is None:
@@ -337,6 +350,7 @@ class Elaborator:
 
     def declare_input(self, stmt: ast.Input, frame: Frame, model_level: bool) -> None:
         graph = frame.builder.graph
+        _check_bindable(stmt.name, stmt.name_span)
         if stmt.name in graph.inputs or frame.scope.vars.get(stmt.name) is not None and stmt.name in graph.inputs:
             raise CompileError(error("E0209", f"input `{stmt.name}` is declared twice", stmt.name_span, "again"))
         ttype = self.eval_tensor_type(stmt.type, frame, bind_unknown=True)
@@ -443,9 +457,22 @@ class Elaborator:
             raise CompileError(
                 error("E0312", f"`repeat` count cannot be negative, got {count}", stmt.count.span, "here")
             )
+        outer = frame.scope
+        if stmt.index is not None:
+            index_span = stmt.index_span or stmt.span
+            _check_bindable(stmt.index, index_span)
+            if outer.defines(stmt.index):
+                raise CompileError(
+                    error(
+                        "E0209",
+                        f"the index `{stmt.index}` of this `repeat` has the name of a variable in scope",
+                        index_span,
+                        f"shadows `{stmt.index}`",
+                        help="give the index a name of its own",
+                    )
+                )
         if count == 0:
             return
-        outer = frame.scope
         name = frame.builder.fresh(stmt.name) if stmt.name else frame.builder.fresh("blocks")
         if stmt.name:
             if stmt.name != name:
@@ -559,6 +586,8 @@ class Elaborator:
         return value
 
     def eval(self, e: ast.Expr, frame: Frame) -> Any:
+        if isinstance(e, ast.Bool) and frame.scope.defines("true" if e.value else "false"):
+            return POISON  # a variable named like the literal was refused (E0209): stay silent about its uses
         if isinstance(e, ast.Int | ast.Float | ast.Str | ast.Bool):
             return e.value
         if isinstance(e, ast.Name):
@@ -598,9 +627,12 @@ class Elaborator:
             return self.eval_binary(e, frame)
         if isinstance(e, ast.Pipe):
             value = self.eval(e.value, frame)
+            left = e.value.span  # the left side of the stage: the chain so far
             for stage in e.stages:
                 if value is POISON:
                     return POISON
+                if not isinstance(value, TensorValue):
+                    raise CompileError(_not_a_tensor_piped(value, left))
                 first = stage is e.stages[0]
                 if isinstance(stage, ast.Name):
                     value = self.call(stage, stage.id, stage.span, [], stage, frame, piped=(value, e.value.span))
@@ -618,7 +650,8 @@ class Elaborator:
                         )
                     )
                 # Where this value came from, for later messages: the chain up to this stage.
-                value = _with_origin(value, e.value.span.to(stage.span))
+                left = e.value.span.to(stage.span)
+                value = _with_origin(value, left)
             return value
         if isinstance(e, ast.Call):
             if not isinstance(e.func, ast.Name):
@@ -709,6 +742,8 @@ class Elaborator:
     ) -> Any:
         decl = self.decls.get(name)
         op = self.registry.op(name)
+        if op is not None and decl is not None and not isinstance(decl, ast.ModelDecl):
+            decl = None  # a train, gan or variant named like an op is no layer: the op is meant
         if decl is None and op is None:
             if frame.scope.has(name):
                 raise CompileError(error("E0307", f"`{name}` is a value, not a layer", name_span, "cannot be called"))
@@ -1242,6 +1277,7 @@ class Elaborator:
     def unify_input(self, stmt: ast.Input, value: TensorValue, arg_span: Span, frame: Frame, call: Span) -> None:
         texpr = stmt.type
         graph = frame.builder.graph
+        _check_bindable(stmt.name, stmt.name_span)
 
         def mismatch(message: str, label: str, help: str | None = None) -> CompileError:
             what = f"`{value.label}`" if value.label else "this"
@@ -1354,6 +1390,31 @@ def _one_error_per_argument(errors: list[dict]) -> list[dict]:
 def _is_type_error(err: dict) -> bool:
     kind = err.get("type", "")
     return kind.endswith("_type") or kind in ("is_instance_of", "union_tag_invalid", "literal_error")
+
+
+LITERAL_NAMES = ("true", "false")
+
+
+def _check_bindable(name: str, span: Span) -> None:
+    """`true` and `false` read as the literals, so a variable of that name could never be used."""
+    if name in LITERAL_NAMES:
+        raise CompileError(
+            error(
+                "E0209",
+                f"`{name}` cannot be a name: it is the literal `{name}`",
+                span,
+                "a literal",
+                help="pick another name",
+            )
+        )
+
+
+def _not_a_tensor_piped(value: Any, span: Span) -> Diagnostic:
+    if isinstance(value, RecordValue):
+        help = "pick one output with `.name`: " + ", ".join(f"`.{n}`" for n in value.fields)
+    else:
+        help = "only tensors flow through `|>`; pass other values as arguments: `x |> linear(4)`"
+    return error("E0307", f"`|>` needs a tensor on its left, got {describe(value)}", span, "not a tensor", help=help)
 
 
 def _with_origin(value: Any, origin: Span) -> Any:

@@ -160,6 +160,7 @@ class Repeat(Stmt):
     name_span: Span | None
     index: str | None
     body: tuple[Stmt, ...]
+    index_span: Span | None = None
 
 
 @dataclass(frozen=True)

@@ -264,11 +264,12 @@ class _Builder(Transformer_NonRecursive):
     @v_args(meta=True)
     def repeat_stmt(self, meta, children):
         count, as_clause, body = children
-        name = index = name_span = None
+        name = index = name_span = index_span = None
         if as_clause is not None:
             name, name_span = str(as_clause[0]), self.tsp(as_clause[0])
-            index = str(as_clause[1]) if as_clause[1] is not None else None
-        return ast.Repeat(self.sp(meta), count, name, name_span, index, body)
+            if as_clause[1] is not None:
+                index, index_span = str(as_clause[1]), self.tsp(as_clause[1])
+        return ast.Repeat(self.sp(meta), count, name, name_span, index, body, index_span)
 
     @v_args(meta=True)
     def if_stmt(self, meta, children):

@@ -399,6 +399,9 @@ class _Checker:
         self.loss: _Checked | None = None  # kept even when its arguments fail, to check its inputs
         self.data: _Checked | None = None  # kept even when its arguments fail, for its fields
         self.metrics: list[_Checked] | None = None  # None when a metric is unknown
+        # A model named here failed to check: its mistakes are reported already, so what depends on it
+        # is skipped silently and no spec is built.
+        self.skipped = False
 
     def report(self, code: str, message: str, span: Span | None, label: str = "", **extra) -> None:
         self.diagnostics.append(error(code, message, span, label, **extra))
@@ -409,7 +412,7 @@ class _Checker:
         for setting in self.decl.settings:
             self.read(setting)
         self.check_together()
-        if self.diagnostics:
+        if self.diagnostics or self.skipped:
             # in source order; the train block's name (missing settings) first
             return None, sorted(self.diagnostics, key=lambda d: d.span.start if d.span else -1)
         return self.build(), []
@@ -699,6 +702,7 @@ class _Checker:
             info = self.resolve_model(value)
         except CompileError as exc:
             self.diagnostics.extend(exc.diagnostics)
+            self.skipped |= not exc.diagnostics
             return None
         if model_setting:
             self.model = info
