@@ -8,6 +8,7 @@ A cycle is reported at the import that closes it; each file is read once.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -26,17 +27,47 @@ class Sources:
     root: str = ""
 
 
+def _is_file(path) -> tuple[bool, str | None]:
+    """Whether `path` is a file; when the OS refuses to look (a name too long, a loop of links...), False
+    and its reason."""
+    try:
+        return path.is_file(), None
+    except OSError as exc:
+        return False, exc.strerror or str(exc)
+    except ValueError as exc:  # a NUL in the path
+        return False, str(exc)
+
+
 def _std_path(name: str) -> Path | None:
-    candidate = resources.files("modelspec.std").joinpath(name[len(STD_PREFIX) :])
-    return Path(str(candidate)) if candidate.is_file() else None
+    try:
+        candidate = resources.files("modelspec.std").joinpath(name[len(STD_PREFIX) :])
+    except (OSError, ValueError):
+        return None
+    found, _ = _is_file(candidate)
+    return Path(str(candidate)) if found else None
+
+
+def _resolved(path: Path) -> str:
+    """The key a file is loaded under (each file is read once)."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError, ValueError):
+        return str(path.absolute())
+
+
+def safe_text(name: str) -> str:
+    """A name as text that any output can carry: bytes of a file name that are not UTF-8 (decoded by
+    Python to lone surrogates) and lone surrogates in general become `\\udcff` escapes."""
+    return os.fsdecode(name).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def display_name(path: Path) -> str:
     """How a file is named in diagnostics: relative to the working folder when inside it."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+        name = str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError, RuntimeError):
+        name = str(path)
+    return safe_text(name)
 
 
 def load_sources(path: str | Path | None = None, text: str | None = None, name: str = "<string>") -> Sources:
@@ -59,23 +90,29 @@ def load_sources(path: str | Path | None = None, text: str | None = None, name: 
 
     def load_import(imp: ast.Import, folder: Path | None) -> None:
         target = (folder or Path.cwd()) / imp.path
-        if not target.is_file() and imp.path.startswith(STD_PREFIX):
-            target = _std_path(imp.path) or target
-        if not target.is_file():
+        found, refused = _is_file(target)
+        if not found and imp.path.startswith(STD_PREFIX):
+            std = _std_path(imp.path)
+            if std is not None:
+                target, found, refused = std, True, None
+        if not found:
+            notes = [f"looked for {safe_text(str(target))}"]
+            if refused:
+                notes.append(f"the system cannot look there: {refused}")
             out.diagnostics.append(
                 error(
                     "E0101",
                     f"cannot find imported file `{imp.path}`",
                     imp.span,
                     "imported here",
-                    notes=[f"looked for {target}"],
+                    notes=notes,
                     help=f"imports are relative to the importing file; the standard library is under `{STD_PREFIX}`",
                 )
             )
             return
-        key = str(target.resolve())
+        key = _resolved(target)
         if key in stack:
-            chain = [Path(k).name for k in stack[stack.index(key) :]] + [target.name]
+            chain = [safe_text(Path(k).name) for k in stack[stack.index(key) :]] + [safe_text(target.name)]
             out.diagnostics.append(
                 error(
                     "E0102",
@@ -108,17 +145,27 @@ def load_sources(path: str | Path | None = None, text: str | None = None, name: 
         load_text(text, file, file_path.parent, key)
 
     if text is not None:
-        out.root = name
-        load_text(text, name, Path(name).parent if path is None and name != "<string>" else None, name)
+        shown = safe_text(name)
+        out.root = shown
+        load_text(text, shown, Path(name).parent if path is None and name != "<string>" else None, shown)
         return out
     assert path is not None
     file_path = Path(path)
     out.root = display_name(file_path)
-    if not file_path.is_file():
-        what = "is a folder" if file_path.is_dir() else "does not exist"
-        out.diagnostics.append(error("E0005", f"cannot read `{path}`: it {what}", None))
+    found, refused = _is_file(file_path)
+    if not found:
+        shown = safe_text(str(path))
+        if refused:
+            message = f"cannot read `{shown}`: {refused}"
+        else:
+            try:
+                what = "is a folder" if file_path.is_dir() else "does not exist"
+            except (OSError, ValueError):
+                what = "cannot be reached"
+            message = f"cannot read `{shown}`: it {what}"
+        out.diagnostics.append(error("E0005", message, None))
         return out
-    key = str(file_path.resolve())
+    key = _resolved(file_path)
     loaded[key] = True
     load_file(file_path, key)
     return out
