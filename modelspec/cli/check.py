@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -10,7 +11,7 @@ from modelspec.cli.common import has_errors, report
 
 
 @click.command("check")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option(
     "--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True, help="output format"
 )
@@ -21,7 +22,7 @@ def check_command(files: tuple[str, ...], fmt: str) -> None:
     all_diagnostics = []
     failed = False
     for file in files:
-        _, diagnostics, sources = compile_program(file)
+        _, diagnostics, sources = compile_program(Path(file))
         failed |= has_errors(diagnostics)
         if fmt == "json":
             all_diagnostics += [d.to_json() for d in diagnostics]

@@ -45,7 +45,7 @@ def pick_model(program, file: str, model: str | None) -> str:
 
 
 @click.command("compile")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("file", type=click.Path(path_type=str))
 @click.option("--model", help="the model to compile (default: the last one declared in FILE)")
 @click.option("-b", "--backend", "backend_name", default="torch", show_default=True, help="backend to lower through")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="file to write (default: stdout)")
@@ -58,7 +58,7 @@ def compile_command(file: str, model: str | None, backend_name: str, output: Pat
         chosen = backend(backend_name)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--backend") from None
-    program, diagnostics, sources = compile_program(file)
+    program, diagnostics, sources = compile_program(Path(file))
     if has_errors(diagnostics):
         report(diagnostics, sources)
         raise SystemExit(1)

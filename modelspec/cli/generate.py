@@ -44,7 +44,7 @@ def _checkpoint_files(path: Path) -> tuple[Path, Path | None]:
 
 
 @click.command("generate")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("file", type=click.Path(path_type=str))
 @click.option(
     "--checkpoint",
     "checkpoint",
@@ -67,8 +67,9 @@ def generate_command(
     """Continue PROMPT with a language model of FILE and its trained weights."""
     from modelspec.api import compile_program
     from modelspec.cli.compile import pick_model
+    from modelspec.diagnostics import CompileError
 
-    program, diagnostics, sources = compile_program(file)
+    program, diagnostics, sources = compile_program(Path(file))
     if has_errors(diagnostics):
         report(diagnostics, sources)
         raise SystemExit(1)
@@ -96,7 +97,11 @@ def generate_command(
         raise click.BadParameter(
             f"{weights} is not a readable safetensors file ({exc})", param_hint="--checkpoint"
         ) from None
-    module = build(program, name, device=torch_device)
+    try:
+        module = build(program, name, device=torch_device)
+    except CompileError as exc:  # E0601-E0604: the backend refuses the model, or it cannot fit the device
+        report(exc.diagnostics, sources)
+        raise SystemExit(1) from None
     if "modelspec.tokenizer" in metadata:
         tokenizer = Tokenizer.from_json(metadata["modelspec.tokenizer"])
     elif tokenizer_file is not None:

@@ -39,7 +39,7 @@ def write_atomically(path: str, text: str) -> None:
 
 
 @click.command("graph")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("file", type=click.Path(path_type=str))
 @click.option("--model", "model_name", default=None, help="model to draw (default: the last one declared in FILE)")
 @click.option(
     "--format",
@@ -62,7 +62,7 @@ def graph_command(file: str, model_name: str | None, fmt: str, output: str | Non
     from modelspec.api import compile_program
     from modelspec.graph import to_dot, to_mermaid
 
-    program, diagnostics, sources = compile_program(file)
+    program, diagnostics, sources = compile_program(Path(file))
     if has_errors(diagnostics):
         report(diagnostics, sources)
         raise SystemExit(1)

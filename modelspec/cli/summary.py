@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -24,7 +25,7 @@ def _bytes(n: int) -> str:
 
 
 @click.command("summary")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("file", type=click.Path(path_type=str))
 @click.option("--model", "models", multiple=True, help="model to summarise (repeatable; default: all in FILE)")
 @click.option(
     "--input", "inputs", multiple=True, metavar="NAME=SHAPE", help="bind an input's sizes, e.g. tokens=1x1024"
@@ -49,14 +50,12 @@ def summary_command(file, models, inputs, depth, training, as_json) -> None:
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--input") from None
 
-    program, diagnostics, sources = compile_program(file)
+    program, diagnostics, sources = compile_program(Path(file))
     if has_errors(diagnostics):
         report(diagnostics, sources)
         raise SystemExit(1)
     names = list(models)
     if not names:
-        from pathlib import Path
-
         from modelspec.semantics.loader import display_name
 
         root = display_name(Path(file))

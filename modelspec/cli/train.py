@@ -33,7 +33,7 @@ def latest_run(out: Path, regime: str) -> Path | None:
 
 
 @click.command("train")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("file", type=click.Path(path_type=str))
 @click.option("--regime", help="the train block to run (default: the only one in FILE)")
 @click.option(
     "--out",
@@ -59,7 +59,7 @@ def train_command(file, regime, out, device, max_steps, resume, seed, tensorboar
     """Train a model as a `train` block of FILE declares."""
     from modelspec.api import compile_program
 
-    program, diagnostics, sources = compile_program(file)
+    program, diagnostics, sources = compile_program(Path(file))
     if has_errors(diagnostics):
         report(diagnostics, sources)
         raise SystemExit(1)
