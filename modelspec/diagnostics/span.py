@@ -41,6 +41,7 @@ class SourceMap:
 
     def __init__(self) -> None:
         self.texts = {}
+        self._lines: dict[str, tuple[str, list[str]]] = {}  # file -> (the text split, its lines)
 
     def add(self, file: str, text: str) -> None:
         self.texts[file] = text
@@ -49,8 +50,12 @@ class SourceMap:
         text = self.texts.get(file)
         if text is None:
             return None
-        # Split on "\n" only: that is how the lexer counts lines.
-        lines = text.split("\n")
+        cached = self._lines.get(file)
+        if cached is None or cached[0] is not text:
+            # Split on "\n" only: that is how the lexer counts lines. Once per file (and text), not per call.
+            cached = (text, text.split("\n"))
+            self._lines[file] = cached
+        lines = cached[1]
         if 1 <= line <= len(lines):
             return lines[line - 1].rstrip("\r")
         return None

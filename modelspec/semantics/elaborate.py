@@ -14,6 +14,7 @@ yields one diagnostic.
 
 from __future__ import annotations
 
+import itertools
 import keyword
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelspec.diagnostics import CompileError, Diagnostic, Label, SourceMap, Span, did_you_mean, error, suggestion
+from modelspec.diagnostics.render import NameIndex
 from modelspec.ir.dims import Dim
 from modelspec.ir.graph import Constraint, Graph, Node, Param
 from modelspec.ir.types import DTYPES, TensorType, is_float
@@ -48,6 +50,8 @@ class Scope:
         self.capture = capture
         self.assigned: set[str] = set()
         self.assigned_at: dict[str, Span] = {}
+        self._index: NameIndex | None = None  # the names of `vars`, for "did you mean" (built when needed)
+        self._indexed = 0  # how many of `vars` (the oldest: names are never removed) are in the index
 
     def get(self, name: str) -> Any:
         if name in self.vars:
@@ -80,11 +84,41 @@ class Scope:
         self.vars[name] = value
         self.assigned.add(name)
 
-    def names(self) -> set[str]:
-        out = set(self.vars)
-        if self.parent is not None:
-            out |= self.parent.names()
-        return out
+    def index(self) -> NameIndex:
+        """The names of this scope, indexed; kept up to date in time proportional to the names added."""
+        if self._index is None:
+            self._index = NameIndex()
+        new = len(self.vars) - self._indexed
+        if new > 0:
+            for name in itertools.islice(reversed(self.vars), new):
+                self._index.add(name)
+            self._indexed = len(self.vars)
+        return self._index
+
+    def candidates(self) -> _ScopeNames:
+        """The names in scope, as "did you mean" candidates: bounded work however many there are."""
+        indexes = []
+        scope: Scope | None = self
+        while scope is not None:
+            indexes.append(scope.index())
+            scope = scope.parent
+        return _ScopeNames(indexes)
+
+
+class _ScopeNames:
+    """The names of a scope and its parents, for `did_you_mean`."""
+
+    def __init__(self, indexes: list[NameIndex]):
+        self.indexes = indexes
+
+    def __len__(self) -> int:
+        return sum(len(index) for index in self.indexes)
+
+    def __iter__(self):
+        return iter({name for index in self.indexes for name in index})
+
+    def plausible(self, name: str) -> list[str]:
+        return list(dict.fromkeys(n for index in self.indexes for n in index.plausible(name)))
 
 
 @dataclass
@@ -320,7 +354,7 @@ class Elaborator:
                 raise CompileError(error("E0209", f"output `{stmt.name}` is declared twice", stmt.name_span, "again"))
             if stmt.value is None:
                 if not scope.has(stmt.name):
-                    raise C.unknown_name(ast.Name(stmt.name_span, stmt.name), scope.names())
+                    raise C.unknown_name(ast.Name(stmt.name_span, stmt.name), scope.candidates())
                 value = scope.get(stmt.name)
             else:
                 start = len(builder.graph.nodes)
@@ -605,7 +639,7 @@ class Elaborator:
                             help=f"apply it: `x |> {e.id}` or `{e.id}(x)`",
                         )
                     ) from None
-                raise C.unknown_name(e, frame.scope.names()) from None
+                raise C.unknown_name(e, frame.scope.candidates()) from None
         if isinstance(e, ast.Tuple):
             return tuple(self.eval(i, frame) for i in e.items)
         if isinstance(e, ast.List):

@@ -58,3 +58,49 @@ def test_json_fields():
 def test_suggestions():
     assert suggestion("lineer", ["linear", "relu"]) == "did you mean `linear`?"
     assert suggestion("zzz", ["linear"]) is None
+
+
+def test_control_characters_in_text_from_a_spec_are_escaped():
+    d = error(
+        "E0308",
+        'assertion failed: \x1b]0;title\x07\x1b[2J "\u202eevil"',
+        Span("a.mspec", 1, 1, 1, 6),
+        "label \x1b[31m",
+        notes=["note \r\n"],
+        help="help \x00 \udcff",
+    )
+    text = render(d, sources())
+    assert "\x1b" not in text and "\x07" not in text and "\x00" not in text and "\u202e" not in text
+    assert "assertion failed: \\x1b]0;title\\x07\\x1b[2J" in text and "\\u202eevil" in text
+    assert "label \\x1b[31m" in text and "note \\r\\n" in text and "help \\x00 \\udcff" in text
+    coloured = render(d, sources(), color=True)
+    assert coloured.count("\x1b[") == coloured.count("\x1b[0m") * 2  # only the renderer's own colours
+    assert "é 变 `x`" in render(error("E0201", "é 变 `x`", None), SourceMap())  # printable text stays as it is
+
+
+def test_source_lines_are_split_once_per_text():
+    s = sources()
+    assert s.line("a.mspec", 3) == "}"
+    assert s.line("a.mspec", 5) is None and s.line("b.mspec", 1) is None
+    s.add("a.mspec", "other\r\ntext")
+    assert (s.line("a.mspec", 1), s.line("a.mspec", 2)) == ("other", "text")
+
+
+def test_suggestions_among_many_names_are_bounded_and_still_found():
+    from modelspec.diagnostics.render import MAX_COMPARED, NameIndex, did_you_mean
+
+    names = [f"v{k}" for k in range(5000)] + ["learning_rate", "discriminator", "Hidden", "val_accuracy"]
+    index = NameIndex(names)
+    assert len(index) == len(names)
+    for typo, meant in [
+        ("learnig_rate", "learning_rate"),
+        ("disc", "discriminator"),
+        ("hidden", "Hidden"),
+        ("accuracy", "val_accuracy"),
+    ]:
+        assert len(index.plausible(typo)) <= MAX_COMPARED
+        assert meant in did_you_mean(typo, index), typo
+        assert meant in did_you_mean(typo, names), typo  # a plain collection is indexed on the fly
+    assert did_you_mean("v12", index)[0] == "v12"
+    # Few names: every one is compared, as difflib alone would.
+    assert suggestion("lineer", NameIndex(["linear", "relu"])) == "did you mean `linear`?"
