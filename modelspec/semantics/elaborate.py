@@ -14,6 +14,7 @@ yields one diagnostic.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import keyword
 from collections.abc import Callable
@@ -128,15 +129,36 @@ class Builder:
     graph: Graph
     used: set[str] = field(default_factory=set)
     explicit: set[str] = field(default_factory=set)
+    # `fresh` gives `base`, else the first free of `base_1`, `base_2`, ...; per base, every `base_k` below
+    # `_next[base]` is taken or was released (and waits in `_freed[base]`), so naming is O(1) amortised.
+    _next: dict[str, int] = field(default_factory=dict)
+    _freed: dict[str, list[int]] = field(default_factory=dict)
 
     def fresh(self, base: str) -> str:
         base = base if base.isidentifier() and not keyword.iskeyword(base) else f"{base}_"
-        name, k = base, 1
-        while name in self.used:
-            name = f"{base}_{k}"
+        if base not in self.used:
+            self.used.add(base)
+            return base
+        freed = self._freed.get(base)
+        while freed:
+            name = f"{base}_{heapq.heappop(freed)}"
+            if name not in self.used:
+                self.used.add(name)
+                return name
+        k = self._next.get(base, 1)
+        while f"{base}_{k}" in self.used:
             k += 1
+        self._next[base] = k + 1
+        name = f"{base}_{k}"
         self.used.add(name)
         return name
+
+    def release(self, name: str) -> None:
+        """`name` is free again (a layer renamed after its binding): `fresh` may give it out again."""
+        self.used.discard(name)
+        base, sep, k = name.rpartition("_")
+        if sep and k.isdigit() and k[0] != "0" and int(k) < self._next.get(base, 1):
+            heapq.heappush(self._freed.setdefault(base, []), int(k))
 
     def add(self, node: Node) -> None:
         self.graph.nodes.append(node)
@@ -467,7 +489,7 @@ class Elaborator:
             return value
         node = with_params[0]
         old = node.name
-        frame.builder.used.discard(old)
+        frame.builder.release(old)
         frame.builder.used.add(name)
         node.name = name
         for other in nodes:
@@ -515,6 +537,9 @@ class Elaborator:
                 )
             frame.builder.explicit.add(name)
         uses_index = stmt.index is not None and any(n.id == stmt.index for n in _names_in_body(stmt.body))
+        if uses_index and count > MAX_UNROLLED_ITERATIONS:
+            # Each iteration sees another index, so each would be elaborated: refuse before the first.
+            raise _too_many_iterations(stmt, count)
 
         iterations: list[Graph] = []
         counts: list[int] = []
@@ -574,21 +599,15 @@ class Elaborator:
                 iterations.append(sub.graph)
                 counts.append(1)
             index += 1
-            if not uses_index and previous_inputs == inputs:
-                # Every later iteration sees the same types: count them, don't elaborate them.
+            # Every later iteration sees the same types as this one: count them, don't elaborate them. The
+            # next one's types are known without elaborating it (this one's, with the carried variables' new
+            # types), so a type-stable body is elaborated once, and k nested repeats cost k elaborations.
+            if not uses_index and (previous_inputs == inputs or _following_inputs(inputs, carried_now) == inputs):
                 counts[-1] += count - index
                 break
             previous_inputs = inputs
             if len(iterations) > MAX_UNROLLED_ITERATIONS:
-                raise CompileError(
-                    error(
-                        "E0312",
-                        f"`repeat` would elaborate more than {MAX_UNROLLED_ITERATIONS} different iterations",
-                        stmt.count.span,
-                        f"{count} iterations",
-                        help="iterations that do not use the index and keep their types are counted, not unrolled",
-                    )
-                )
+                raise _too_many_iterations(stmt, count)
         carried = sorted(v for v in carried_now)
         node = Node(
             name=name,
@@ -1509,6 +1528,33 @@ def _json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json(v) for v in value]
     return value
+
+
+def _too_many_iterations(stmt: ast.Repeat, count: int) -> CompileError:
+    return CompileError(
+        error(
+            "E0312",
+            f"`repeat` would elaborate more than {MAX_UNROLLED_ITERATIONS} different iterations",
+            stmt.count.span,
+            f"{count} iterations",
+            help="iterations that do not use the index and keep their types are counted, not unrolled",
+        )
+    )
+
+
+def _following_inputs(inputs: dict[str, TensorType], carried: dict[str, Any]) -> dict[str, TensorType] | None:
+    """The input types of a repeat's next iteration, from this iteration's inputs and the values it carries
+    on; None when a carried value failed (the next iteration may then read other variables)."""
+    following = {}
+    for var, ttype in inputs.items():
+        value = carried.get(var)
+        if value is None:
+            following[var] = ttype
+        elif isinstance(value, TensorValue):
+            following[var] = value.type
+        else:
+            return None
+    return following
 
 
 def _same_graph(a: Graph, b: Graph) -> bool:
