@@ -89,7 +89,9 @@ def build(
                     help="build it on the meta device to inspect it (`device='meta'`)",
                 )
             )
-    source, class_name = generate_source(program, model)
+    from modelspec.plugins import registry
+
+    source, class_name = generate_source(program, model, registry=registry())
     cls = load_module_class(source, class_name, model)
     if seed is not None:
         torch.manual_seed(seed)

@@ -182,9 +182,11 @@ def _doc_text(text: str) -> str:
 
 
 class Generator:
-    def __init__(self, program: Program, lowering_table: dict[str, Lowering]):
+    def __init__(self, program: Program, lowering_table: dict[str, Lowering], registry=None):
         self.program = program
         self.lowerings = lowering_table
+        self.registry = registry  # for E0603's note; None: the process-wide registry
+        self.span = None  # the span of the node being emitted, for E0602
         self.class_names = Namespace()
         self.classes: list[ClassSource] = []
         self.by_key: dict[str, str] = {}
@@ -194,7 +196,9 @@ class Generator:
     # ---- classes ------------------------------------------------------------------
 
     def class_for(self, graph: Graph, base: str, doc: str) -> str:
-        key = graph.model_dump_json(exclude={"name"})
+        # Python-mode JSON data, not JSON text: strings may hold lone surrogates (from file names that are not
+        # UTF-8, or str specs), which JSON text cannot encode.
+        key = repr(graph.model_dump(mode="json", exclude={"name"}))
         if key in self.by_key:
             return self.by_key[key]
         name = self.class_names.create(_camel(base))
@@ -217,17 +221,22 @@ class Generator:
                         symbols[atom] = f"{local}.size({axis})"
         source = ClassSource(class_name, _doc_text(doc), list(values.values()))
         used_symbols: dict[str, str] = {}
+        # Floors and remainders of sizes, each computed once into a local of its own (dependencies first),
+        # so that no expression nests deeper than one polynomial however deep the spec's sizes nest.
+        atoms: dict[Floor | Mod, str] = {}
+        atom_lines: list[str] = []
         first_input = next(iter(values.values()), None)
         device = f"{first_input}.device" if first_input else "None"
 
         def dim(d: Dim) -> str:
-            return self.dim_expr(d, symbols, used_symbols, ns)
+            return self.dim_expr(d, symbols, used_symbols, ns, atoms, atom_lines)
 
         for node in graph.nodes:
             self.emit_node(node, graph, source, values, ns, dim, device)
-        if used_symbols:
+        self.span = None
+        if used_symbols or atom_lines:
             bindings = [f"{local} = {symbols[sym]}  # size `{sym}`" for sym, local in used_symbols.items()]
-            source.forward = bindings + source.forward
+            source.forward = bindings + atom_lines + source.forward
         outputs = [values[ref] for ref in graph.outputs.values()]
         source.returns = outputs[0] if len(outputs) == 1 else "(" + ", ".join(outputs) + ")"
         if graph.kind == "model" and len(outputs) > 1:
@@ -235,7 +244,19 @@ class Generator:
             source.returns = "{" + pairs + "}"
         return source
 
-    def dim_expr(self, d: Dim, symbols: dict, used: dict, ns: Namespace) -> str:
+    def dim_expr(
+        self,
+        d: Dim,
+        symbols: dict,
+        used: dict,
+        ns: Namespace,
+        atoms: dict | None = None,
+        atom_lines: list[str] | None = None,
+    ) -> str:
+        """A size as a Python expression over the sizes read off the inputs (`used`) and the floors and
+        remainders already computed (`atoms`: each becomes one line of `atom_lines`, a local of its own)."""
+        atoms = {} if atoms is None else atoms
+        atom_lines = [] if atom_lines is None else atom_lines
         if d.is_const:
             return str(d.value)
         parts = []
@@ -245,19 +266,25 @@ class Generator:
                 if isinstance(atom, str):
                     if atom not in symbols:
                         raise CompileError(
-                            error("E0602", f"the size `{atom}` cannot be read off any input of this module", None)
+                            error(
+                                "E0602",
+                                f"the size `{atom}` cannot be read off any input of this module",
+                                self.span,
+                                "needs this size",
+                            )
                         )
                     if atom not in used:
                         used[atom] = ns.create(atom)
                     factors.append(used[atom])
-                elif isinstance(atom, Floor):
-                    num = self.dim_expr(atom.num, symbols, used, ns)
-                    den = self.dim_expr(atom.den, symbols, used, ns)
-                    factors.append(f"(({num}) // ({den}))")
-                elif isinstance(atom, Mod):
-                    num = self.dim_expr(atom.num, symbols, used, ns)
-                    den = self.dim_expr(atom.den, symbols, used, ns)
-                    factors.append(f"(({num}) % ({den}))")
+                elif isinstance(atom, Floor | Mod):
+                    if atom not in atoms:
+                        num = self.dim_expr(atom.num, symbols, used, ns, atoms, atom_lines)
+                        den = self.dim_expr(atom.den, symbols, used, ns, atoms, atom_lines)
+                        local = ns.create("floor" if isinstance(atom, Floor) else "mod")
+                        operator = "//" if isinstance(atom, Floor) else "%"
+                        atom_lines.append(f"{local} = {num} {operator} {_operand(den)}{_size_comment(atom)}")
+                        atoms[atom] = local
+                    factors.append(atoms[atom])
             parts.append(" * ".join(factors))
         return "(" + " + ".join(parts) + ")" if len(parts) > 1 else parts[0]
 
@@ -292,11 +319,15 @@ class Generator:
         if node.op == "repeat":
             self.emit_repeat(node, source, values, ns, where)
             return
+        self.span = node.span
         lowering = self.lowerings.get(node.op)
         if lowering is None:
-            from modelspec.plugins import registry
+            registry = self.registry
+            if registry is None:
+                from modelspec.plugins import registry as process_registry
 
-            others = sorted({b for (b, op) in getattr(registry(), "lowerings", {}) if op == node.op and b != BACKEND})
+                registry = process_registry()
+            others = sorted({b for (b, op) in getattr(registry, "lowerings", {}) if op == node.op and b != BACKEND})
             raise CompileError(
                 error(
                     "E0603",
@@ -432,6 +463,19 @@ def _init_lines(module: str, node: Node) -> list[str]:
     return lines
 
 
+def _operand(expr: str) -> str:
+    """`expr` as the right operand of `//` or `%`: a name or number as it is, anything else parenthesised."""
+    return expr if re.fullmatch(r"\w+", expr) else f"({expr})"
+
+
+def _size_comment(atom) -> str:
+    """`  # size `(T + 1)//2``, or nothing when the size's text is long or not plain ASCII arithmetic."""
+    text = str(atom)
+    if len(text) > 60 or not re.fullmatch(r"[\w+\-*/%() ]*", text, flags=re.ASCII):
+        return ""
+    return f"  # size `{text}`"
+
+
 def _camel(name: str) -> str:
     if name and name[0].isupper():
         return name
@@ -440,4 +484,4 @@ def _camel(name: str) -> str:
 
 def generate_source(program: Program, model: str, registry=None) -> tuple[str, str]:
     """(source, class name) of the PyTorch module for `model`."""
-    return Generator(program, lowerings(registry)).generate(model)
+    return Generator(program, lowerings(registry), registry).generate(model)

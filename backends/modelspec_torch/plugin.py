@@ -12,9 +12,11 @@ class TorchBackend:
     file_suffix = ".py"
 
     def generate(self, program, model: str) -> str:
+        from modelspec.plugins import registry
         from modelspec_torch.codegen import generate_source
 
-        return generate_source(program, model)[0]
+        # The process registry: lowerings that plugins register through `mspec_lowerings` are used.
+        return generate_source(program, model, registry=registry())[0]
 
     def build(self, program, model: str, **options):
         from modelspec_torch.build import build
