@@ -328,7 +328,8 @@ _ALL = [
         "E0315",
         "block calls itself",
         "A block calls itself, directly or through other blocks, or blocks are nested more than 64 levels "
-        "deep. A block cannot contain itself; depth comes from `repeat`.",
+        "deep. A block cannot contain itself; depth comes from `repeat`. The same code marks a variant based "
+        "on itself through other variants (`model A = B()` and `model B = A()`).",
         "block Layer(d: int) {\n    input x: float[B, D]\n    output y = x |> linear(d) |> relu |> Layer(d)\n}\n\n"
         "model Net() {\n    input x: float[B, 64]\n    output y = x |> Layer(64)\n}",
         "Stack the block with `repeat` instead of calling it from itself.",

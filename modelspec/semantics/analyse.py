@@ -70,6 +70,8 @@ class Analyser:
         self.program = Program(files=list(sources.sources.texts))
         self.root_names = {d.name for m in sources.modules if m.file == sources.root for d in m.decls}
         self.failed_models: set[str] = set()  # reported already; what depends on them is not checked
+        self.failed_variants: set[str] = set()  # variants whose arguments failed (reported already)
+        self.building_variants: set[str] = set()  # variants being built: a chain back to one is a cycle
 
     def run(self) -> Program:
         for decl in self.decls.values():
@@ -141,7 +143,50 @@ class Analyser:
         return model
 
     def build_variant(self, decl: ast.Variant) -> Model:
+        """`model Wide = MLP(hidden=512)`: the model with other arguments. A variant of a variant
+        (`model Tiny = GPT3(d=64)`, `GPT3 = GPT2(...)`) takes its base's arguments, overridden by its own,
+        over the model's defaults."""
+        if decl.name in self.program.models:
+            return self.program.models[decl.name]
+        if decl.name in self.failed_variants:
+            raise CompileError([])  # reported already
+        if decl.name in self.building_variants:
+            raise CompileError(
+                error(
+                    "E0315",
+                    f"variant `{decl.name}` is based on itself",
+                    decl.base_span,
+                    "the variant itself" if decl.base == decl.name else f"`{decl.base}` is based on `{decl.name}`",
+                    help="base a variant on a model, or on a variant of one",
+                )
+            )
+        self.building_variants.add(decl.name)
+        try:
+            model = self._build_variant(decl)
+        except CompileError:
+            self.failed_variants.add(decl.name)
+            raise
+        finally:
+            self.building_variants.discard(decl.name)
+        model.span = decl.name_span  # the variant's own declaration
+        return model
+
+    def _build_variant(self, decl: ast.Variant) -> Model:
         base = self.decls.get(decl.base)
+        if isinstance(base, ast.Variant):
+            try:
+                self.build_variant(base)
+            except CompileError as exc:
+                if not exc.diagnostics:
+                    raise
+                # The base variant's mistakes are reported where it is declared; this one is not checked.
+                self.diagnostics.extend(exc.diagnostics)
+                self.failed_variants.add(base.name)
+                raise CompileError([]) from None
+            model_decl, inherited = self.variant_arguments(base)
+            positional, keywords = self.arguments(decl)
+            own = self.by_name(model_decl, positional, keywords)
+            return self.build_model(model_decl, decl.name, [], {**inherited, **own}, decl.span)
         if not isinstance(base, ast.ModelDecl) or base.kind != "model":
             raise CompileError(
                 error(
@@ -153,6 +198,11 @@ class Analyser:
                     or (f"`{decl.base}` is a block; a variant is of a model" if base is not None else None),
                 )
             )
+        positional, keywords = self.arguments(decl)
+        return self.build_model(base, decl.name, positional, keywords, decl.span)
+
+    def arguments(self, decl: ast.Variant) -> tuple[list, dict]:
+        """A variant's own arguments: (value, span) by position and by name."""
         positional, keywords = [], {}
         for arg in decl.args:
             if isinstance(arg, ast.KeywordArg):
@@ -163,9 +213,36 @@ class Analyser:
                 positional.append((self.const(arg.value), arg.span))
             else:
                 raise CompileError(error("E0307", "`in -> out` has no meaning for a model", arg.span, "here"))
-        model = self.build_model(base, decl.name, positional, keywords, decl.span)
-        model.span = decl.name_span  # the variant's own declaration
-        return model
+        return positional, keywords
+
+    def variant_arguments(self, decl: ast.Variant) -> tuple[ast.ModelDecl, dict]:
+        """The model a variant (built already) is of, and all its arguments by name, inherited ones included."""
+        base = self.decls[decl.base]
+        inherited: dict = {}
+        if isinstance(base, ast.Variant):
+            base, inherited = self.variant_arguments(base)
+        positional, keywords = self.arguments(decl)
+        return base, {**inherited, **self.by_name(base, positional, keywords)}
+
+    def by_name(self, model: ast.ModelDecl, positional: list, keywords: dict) -> dict:
+        """Arguments by position given the names of the parameters they fill (the model checks the names)."""
+        if len(positional) > len(model.params):
+            raise CompileError(
+                error(
+                    "E0205",
+                    f"`{model.name}` takes {len(model.params)} positional argument(s) but {len(positional)} were given",
+                    positional[len(model.params)][1],
+                    "one too many",
+                )
+            )
+        named = {param.name: value for param, value in zip(model.params, positional)}
+        for key, (value, span) in keywords.items():
+            if key in named:
+                raise CompileError(
+                    error("E0206", f"argument `{key}` is given twice", span, "given again here (also by position)")
+                )
+            named[key] = (value, span)
+        return named
 
     def const(self, expr: ast.Expr) -> Any:
         return C.evaluate_setting(expr, {})
