@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 
 import modelspec
 import modelspec.plugins
-from modelspec.api import _looks_like_text, compile_program
+from modelspec.api import compile_program
 from modelspec.cli import main
 from modelspec.diagnostics import CompileError, Severity, render_all
 from modelspec.hookspec import hookimpl
@@ -512,20 +512,15 @@ def string_case(where: str, payload: str, canary: Path) -> Outcome:
 
 
 # Inputs that crash the checker or codegen today (bugs outside codegen's naming, reported; each has a
-# strict xfail test below). The corpus tests leave them out so that they keep guarding the rest.
-CHECKER_CRASH_NAMES = {
-    ("input name", "true"),
-    ("input name", "false"),
-    ("binding name", "true"),
-    ("binding name", "false"),
-    ("train name", "linear"),  # a train block named after an op its model uses
-}
-SURROGATE_CRASH_POSITIONS = {"block argument", "assert message (on a size)", "file name of a text spec"}
+# strict xfail test below). The corpus tests leave them out so that they keep guarding the rest. None now:
+# `true`/`false` as names, a repeat index shadowing a variable, a train block named like an op and lone
+# surrogates in strings and file names were fixed (their tests below pass).
+CHECKER_CRASH_NAMES: set[tuple[str, str]] = set()
+SURROGATE_CRASH_POSITIONS: set[str] = set()
 
 
 def known_name_crash(where: str, name: str) -> bool:
-    # `repeat n as r[h]` where the body also uses the variable `h`: the index shadows the tensor.
-    return (where, name) in CHECKER_CRASH_NAMES or (where == "repeat index" and name == "h")
+    return (where, name) in CHECKER_CRASH_NAMES
 
 
 def known_string_crash(where: str, payload: str) -> bool:
@@ -665,8 +660,7 @@ def test_hostile_spec_file_names(tmp_path, monkeypatch):
                 assert keys <= outcome.keys
             except Exception as exc:
                 failures.append(f"{label} {stem[:50]!r}: {type(exc).__name__}: {str(exc)[:300]}")
-        if _looks_like_text(str(hostile)):
-            continue  # the CLI takes such a path for spec text: see test_cli_compiles_a_file_named_with_a_brace
+        # The CLI hands the loader a Path, so a name that looks like spec text (`{`) is still a file name.
         out = folder / "out.py"
         code = main(["compile", str(hostile), "-o", str(out)])
         if code != 0 or not out.exists():
@@ -678,11 +672,6 @@ def test_hostile_spec_file_names(tmp_path, monkeypatch):
     assert_no_canary(canary)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: modelspec.api.read takes a str containing `{` or a newline for spec text, and the CLI "
-    "passes FILE as a str: `mspec compile 'a{b}.mspec'` parses the file's name as a spec (E0001)",
-)
 def test_cli_compiles_a_file_named_with_a_brace(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = tmp_path / "net{1}.mspec"
@@ -690,50 +679,42 @@ def test_cli_compiles_a_file_named_with_a_brace(tmp_path, monkeypatch):
     assert main(["compile", spec.name, "-o", "out.py"]) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: codegen.Generator.class_for keys classes by graph.model_dump_json(), which cannot encode "
-    "the lone surrogates a file name that is not UTF-8 decodes to (os.fsdecode) and that str specs may "
-    "hold: `mspec compile $'\\xff.mspec'` is an internal error (PydanticSerializationError)",
-)
 def test_a_spec_file_whose_name_is_not_utf8(tmp_path, canary):
     spec = tmp_path / os.fsdecode(b"net\xff.mspec")
     spec.write_bytes(MODEL.format(body="    output y = x |> linear(4, name=fc)").encode())
     assert run_case(spec, canary).kind == "built"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: as above, a lone surrogate in a block argument of a str spec")
 def test_a_lone_surrogate_in_a_string_argument(canary):
     assert string_case("block argument", "\udcff", canary).kind == "built"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `true`/`false` are taken as input and binding names, but a use of the name reads the "
-    "literal: elaborate.apply_op then crashes (AttributeError: 'bool' object has no attribute 'type'); "
-    "`mspec check` reports an internal error",
-)
+@pytest.mark.parametrize("name", ["true", "false"])
 @pytest.mark.parametrize("where", ["input name", "binding name"])
-def test_true_as_a_name_is_a_diagnostic(where, canary):
-    name_case(NAME_POSITIONS[where], "true", canary)
+def test_true_as_a_name_is_a_diagnostic(where, name, canary):
+    name_case(NAME_POSITIONS[where], name, canary)
+    text = NAME_POSITIONS[where].template.replace("@N@", name)
+    outcome = run_case(text, canary, model="M")
+    # One diagnostic at the name (its uses read the literal and stay silent).
+    assert outcome.kind == "check" and outcome.codes == ("E0209",), outcome
+    assert f"`{name}` cannot be a name" in outcome.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `repeat 2 as r[h]` whose body pipes the variable `h`: the index (an int) shadows the tensor "
-    "and elaborate.apply_op crashes (AttributeError: 'int' object has no attribute 'type')",
-)
 def test_a_repeat_index_shadowing_a_variable_is_a_diagnostic(canary):
     name_case(NAME_POSITIONS["repeat index"], "h", canary)
+    text = NAME_POSITIONS["repeat index"].template.replace("@N@", "h")
+    outcome = run_case(text, canary, model="M")
+    assert outcome.kind == "check" and outcome.codes == ("E0209",), outcome
+    assert "the index `h`" in outcome.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a `train` block named after an op its model uses (`train linear { model M() ... }`) crashes "
-    "the checker: KeyError 'model' in train/config.py _Checker.build (`mspec check`: internal error)",
-)
 def test_a_train_block_named_after_an_op_is_checked(canary):
     name_case(NAME_POSITIONS["train name"], "linear", canary)
+    # The model's `linear` is the op (a train block is no layer), and the train block is checked.
+    text = NAME_POSITIONS["train name"].template.replace("@N@", "linear")
+    assert run_case(text, canary, model="M").kind == "built"
+    program, diagnostics, _ = compile_program(text)
+    assert diagnostics == [] and "linear" in program.trains
 
 
 # ---- what the fixes above keep out -------------------------------------------------------------------
@@ -939,12 +920,6 @@ def test_nested_floor_division_of_a_size_builds(canary):
     build_and_run(nested_floors(20), canary)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: codegen.Generator.dim_expr wraps every floor/mod of a symbolic size in `((a) // (b))`, so a "
-    "size nested 50-100 deep in the spec (well within the parser's limit of 400, or built up over statements: "
-    "`a = a // 2 + 1` a hundred times) gives source CPython rejects: 'too many nested parentheses'",
-)
 def test_a_size_nested_a_hundred_deep_builds(canary):
     build_and_run(nested_floors(100), canary)
 
@@ -1020,11 +995,6 @@ def test_op_without_a_lowering_is_e0603():
     assert d.span is not None and d.span.line == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: codegen's E0603 note lists the backends that lower the op from the process-wide "
-    "modelspec.plugins.registry(), not from the registry passed to generate_source(registry=...)",
-)
 def test_e0603_names_the_backends_of_the_registry_it_was_given():
     registry = fake_registry()
     with pytest.raises(CompileError) as info:
@@ -1060,12 +1030,6 @@ def test_a_torch_lowering_in_a_registry_passed_explicitly_is_used(canary):
     check_source(source)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP: TorchBackend.generate (so compile_source, build and `mspec compile`) calls "
-    "generate_source(program, model) without a registry, and codegen.lowerings(None) is the built-in "
-    "LOWERINGS list: torch lowerings that plugins register through mspec_lowerings are never used",
-)
 def test_a_torch_lowering_from_a_plugin_reaches_compile_source(monkeypatch):
     registry = fake_registry(torch_lowering=True)
     monkeypatch.setattr(modelspec.plugins, "registry", lambda: registry)
@@ -1096,11 +1060,6 @@ def test_a_model_too_large_is_refused_before_allocation():
     assert module.head.weight.shape == (1048576, 1048576)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: modelspec/cli/generate.py calls build() without catching CompileError, so E0604 (and "
-    "E0601-E0603) print as 'internal error: CompileError' with exit status 2",
-)
 def test_mspec_generate_reports_e0604(tmp_path, monkeypatch, capsys):
     from safetensors.torch import save_file
 
@@ -1116,22 +1075,11 @@ def test_mspec_generate_reports_e0604(tmp_path, monkeypatch, capsys):
 # ---- found on the way: hostile text outside code generation ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: semantics/loader.py stats an imported path without catching OSError: an import path longer "
-    "than the file system allows (ENAMETOOLONG) crashes check (`mspec check`: internal error, exit 2)",
-)
 def test_an_overlong_import_path_is_a_diagnostic():
     text = f'import "{"a" * 5000}.mspec"\n' + MODEL.format(body="    output y = x |> relu")
     assert {d.code for d in modelspec.check(text)} == {"E0101"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: diagnostic messages quote spec strings raw (E0308 assert messages, E0101/E0104 paths, "
-    "E0201 tie names): a spec can write terminal control sequences (ESC, BEL) to `mspec check`'s stderr; "
-    "the quoted source line is sanitised, the message is not",
-)
 def test_diagnostics_carry_no_terminal_control_characters():
     text = MODEL.format(body='    assert 1 == 2, "\x1b]0;pwned\x07\x1b[2J"\n    output y = x |> relu')
     program, diagnostics, sources = compile_program(text)

@@ -74,3 +74,22 @@ def test_check_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_command_reports_a_folder_as_e0005(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    folder = tmp_path / "folder.mspec"
+    folder.mkdir()
+    for command in (["check"], ["summary"], ["graph"], ["compile"]):
+        assert main([*command, str(folder)]) == 1, command
+        err = capsys.readouterr().err
+        assert "error[E0005]: cannot read" in err and "it is a folder" in err, (command, err)
+
+
+def test_a_file_whose_name_looks_like_spec_text(tmp_path, capsys, monkeypatch):
+    """FILE is a path, always: a name with `{` is not taken for spec text."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net{1}.mspec").write_text("model M() {\n    input x: float[B, 4]\n    output y = x |> relu\n}\n")
+    for command in (["check"], ["summary"], ["graph"], ["compile"]):
+        assert main([*command, "net{1}.mspec"]) == 0, (command, capsys.readouterr().err)
+        capsys.readouterr()

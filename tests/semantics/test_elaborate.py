@@ -1,5 +1,7 @@
 """Elaboration: names, types, shapes, blocks, repeats, asserts."""
 
+from pathlib import Path
+
 import pytest
 
 from modelspec.api import compile_program
@@ -194,6 +196,77 @@ def test_repeat_index_unrolls():
     assert sum(node.counts) == 3 and node.counts[0] == 1
 
 
+def _counting_ops(monkeypatch) -> list[str]:
+    from modelspec.semantics.elaborate import Elaborator
+
+    calls: list[str] = []
+    original = Elaborator.apply_op
+
+    def apply_op(self, op_name, *args, **kwargs):
+        calls.append(op_name)
+        return original(self, op_name, *args, **kwargs)
+
+    monkeypatch.setattr(Elaborator, "apply_op", apply_op)
+    return calls
+
+
+def test_a_type_stable_repeat_elaborates_its_body_once(monkeypatch):
+    calls = _counting_ops(monkeypatch)
+    program, diags = run("model M() { input x: float[B, 4]  repeat 5 { x = x |> relu }  output y = x }")
+    assert diags == [] and calls == ["relu"]
+    (node,) = program.models["M"].graph.nodes
+    assert node.counts == [5] and len(node.iterations) == 1
+
+
+def test_nested_repeats_cost_one_body_each(monkeypatch):
+    calls = _counting_ops(monkeypatch)
+    depth = 40
+    text = "model M() { input x: float[B, 4]  " + "repeat 2 { " * depth + "x = x |> relu" + " }" * depth
+    program, diags = run(text + "  output y = x }")
+    assert diags == [] and calls == ["relu"]
+    node, count = program.models["M"].graph.nodes[0], 1
+    while node.op == "repeat":
+        assert node.counts == [2] and len(node.iterations) == 1
+        count *= 2
+        node = node.iterations[0].nodes[0]
+    assert count == 2**depth
+
+
+def test_nested_repeats_whose_types_change(monkeypatch):
+    calls = _counting_ops(monkeypatch)
+    program, diags = run(
+        "model M() { input x: float[B, 3]  repeat 3 { repeat 2 { x = x |> linear(8) } }  output y = x }"
+    )
+    assert diags == []
+    outer = program.models["M"].graph.nodes[0]
+    assert outer.counts == [1, 2]  # the first outer iteration takes 3 features, the rest 8
+    assert [it.nodes[0].counts for it in outer.iterations] == [[1, 1], [2]]
+    assert len(calls) == 3  # 3 -> 8, 8 -> 8 inside the first; 8 -> 8 inside the second
+    assert program.summary("M").parameters == (3 * 8 + 8) + 5 * (8 * 8 + 8)
+
+
+def test_an_indexed_repeat_too_long_to_unroll_is_refused_before_elaborating(monkeypatch):
+    calls = _counting_ops(monkeypatch)
+    (d,) = run("model M() { input x: float[B, 4]  repeat 10**12 as r[i] { x = x |> dropout(0.0 * i) }  output y = x }")[
+        1
+    ]
+    assert d.code == "E0312" and "4096" in d.message and calls == []
+
+
+def test_fresh_names_are_the_first_free_suffix():
+    from modelspec.ir.graph import Graph
+    from modelspec.semantics.elaborate import Builder
+
+    b = Builder(Graph(name="g"))
+    assert [b.fresh("relu") for _ in range(4)] == ["relu", "relu_1", "relu_2", "relu_3"]
+    b.used.update({"relu_4", "relu_6"})  # taken by `name=`
+    assert [b.fresh("relu") for _ in range(2)] == ["relu_5", "relu_7"]
+    b.release("relu_2")  # a layer renamed after its binding
+    b.release("relu_6")
+    assert [b.fresh("relu") for _ in range(3)] == ["relu_2", "relu_6", "relu_8"]
+    assert b.fresh("class") == "class_" and b.fresh("class") == "class__1"
+
+
 def test_repeat_count_must_be_known():
     (d,) = run("model M() { input x: float[B, 4]  repeat B { x = x |> relu }  output y = x }")[1]
     assert d.code == "E0310"
@@ -222,6 +295,60 @@ def test_variant_overrides_hyperparameters():
     )
     assert diags == []
     assert str(program.models["Wide"].graph.output_types["y"]) == "float[B, 64]"
+
+
+VARIANT_BASE = """
+model M(h: int = 4, w: int = 2, k: int = 3) {
+    input x: float[B, 2]
+    output y = x |> linear(h * 100 + w * 10 + k)
+}
+"""
+
+
+def test_variant_of_a_variant():
+    """Its arguments override the base variant's, which override the model's defaults."""
+    program, diags = run(VARIANT_BASE + "model A = M(h=5, k=9)\nmodel Tiny = A(w=7, k=1)\nmodel Pos = Tiny(6)\n")
+    assert diags == []
+    hyper = {n: program.models[n].hyperparameters for n in ("A", "Tiny", "Pos")}
+    assert hyper == {
+        "A": {"h": 5, "w": 2, "k": 9},
+        "Tiny": {"h": 5, "w": 7, "k": 1},
+        "Pos": {"h": 6, "w": 7, "k": 1},
+    }
+    assert str(program.models["Tiny"].graph.output_types["y"]) == "float[B, 571]"
+    assert program.models["Tiny"].base == "M"
+    assert program.models["Tiny"].span.line == 7  # the variant's own declaration
+
+
+def test_variant_of_a_variant_declared_before_its_base():
+    program, diags = run(VARIANT_BASE + "model Tiny = A(w=7)\nmodel A = M(h=5)\n")
+    assert diags == []
+    assert program.models["Tiny"].hyperparameters == {"h": 5, "w": 7, "k": 3}
+
+
+def test_variant_of_the_shipped_gpt3(tmp_path):
+    gpt2 = (Path(__file__).resolve().parents[2] / "specs" / "gpt2.mspec").read_text()
+    (tmp_path / "gpt2.mspec").write_text(gpt2)
+    (tmp_path / "gpt3.mspec").write_text(
+        'import "gpt2.mspec"\nmodel GPT3 = GPT2(ctx=2048, d=12288, heads=96, layers=96)\n'
+    )
+    spec = tmp_path / "tiny.mspec"
+    spec.write_text('import "gpt3.mspec"\nmodel Tiny = GPT3(vocab=97, d=64, heads=4, layers=2)\n')
+    program, diags, _ = compile_program(spec)
+    assert diags == []
+    hyper = program.models["Tiny"].hyperparameters
+    assert (hyper["vocab"], hyper["d"], hyper["heads"], hyper["layers"], hyper["ctx"]) == (97, 64, 4, 2, 2048)
+
+
+def test_a_base_variant_mistake_is_reported_once():
+    (d,) = run(VARIANT_BASE + "model A = M(hh=5)\nmodel Tiny = A(w=7)\nmodel Tinier = Tiny(k=1)\n")[1]
+    assert d.code == "E0203" and d.span.line == 6
+
+
+@pytest.mark.parametrize("cycle", ["model A = B()\nmodel B = A()\n", "model A = A(h=1)\n"])
+def test_a_variant_based_on_itself(cycle):
+    (d,) = run(VARIANT_BASE + cycle)[1]
+    assert d.code == "E0315" and "variant `A` is based on itself" in d.message
 
 
 def test_variant_with_unknown_parameter():
