@@ -120,6 +120,13 @@ class GanTrainer(Trainer):
         total, count = self.criterion(prediction.float(), target.float())
         return total / count
 
+    def check_finite(self, name: str, value: torch.Tensor, step: int) -> None:
+        """Before the optimizer steps: a NaN or infinite loss leaves the weights as they were."""
+        if not torch.isfinite(value):
+            for optimizer in self.optimizers.values():
+                optimizer.zero_grad(set_to_none=True)
+            raise TrainError(f"the {name} is {value.item()} at step {step + 1}")
+
     def train_step(self, window: list[dict[str, torch.Tensor]], step: int) -> tuple[float, int]:
         self.generator.train()
         self.discriminator.train()
@@ -132,19 +139,18 @@ class GanTrainer(Trainer):
         d_real = _single_output(self.discriminator_ir, self.discriminator(real))
         d_fake = _single_output(self.discriminator_ir, self.discriminator(fake.detach()))
         d_loss = self.loss_against(d_real, True) + self.loss_against(d_fake, False)
+        self.check_finite("discriminator loss", d_loss, step)
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
         d_loss.backward()
         self.optimizers["discriminator"].step()
 
         g_loss = self.loss_against(_single_output(self.discriminator_ir, self.discriminator(fake)), True)
+        self.check_finite("generator loss", g_loss, step)
         self.optimizers["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
         self.optimizers["generator"].step()
         for schedule in self.schedules.values():
             schedule.step()
-        for name, value in (("discriminator loss", d_loss), ("generator loss", g_loss)):
-            if not torch.isfinite(value):
-                raise TrainError(f"the {name} is {value.item()} at step {step + 1}: training stopped")
         self.last_losses = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "d_real": d_real.mean().item()}
         return g_loss.item(), real.shape[0]
 

@@ -262,16 +262,24 @@ class Trainer:
             ) from None
 
     def freeze(self) -> None:
-        for name in self.regime.freeze:
-            for p in self._submodule(name, "freeze").parameters():
-                p.requires_grad_(False)
+        """Frozen layers get no gradients and stay in eval mode while training: their
+        parameters and their buffers (batch-norm statistics) stay exactly as loaded."""
+        self.frozen = [self._submodule(name, "freeze") for name in self.regime.freeze]
+        for module in self.frozen:
+            module.requires_grad_(False)
 
     # ---- the run folder ------------------------------------------------------------------
 
     def open_folder(self) -> None:
         if self.options.resume is not None:
-            self.folder = self.options.resume
-            config = json.loads((self.folder / "config.json").read_text())
+            self.folder = Path(self.options.resume)
+            try:
+                config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                reason = "it has no config.json" if isinstance(exc, FileNotFoundError) else f"its config.json: {exc}"
+                raise TrainError(f"{self.folder} is not a run folder to resume ({reason})") from None
+            if not isinstance(config, dict) or "spec_hash" not in config:
+                raise TrainError(f"{self.folder} is not a run folder to resume (its config.json has no spec_hash)")
             if config.get("spec_hash") != self.spec_hash:
                 raise TrainError(
                     f"{self.folder} is a run of another model (its spec differs from this one); "
@@ -299,6 +307,12 @@ class Trainer:
             )
         self.checkpoints = self.folder / "checkpoints"
         ckpt.clean_temporary(self.checkpoints)
+        best, old = self.folder / "best", self.folder / ".best.old"
+        if old.is_dir() and not best.exists():
+            old.rename(best)  # a crash while the best copy was being replaced
+        for leftover in (self.folder / ".best.tmp", old):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
         board = self.folder / "tensorboard" if self.options.tensorboard else None
         self.log = MetricsLog(self.folder / "metrics.jsonl", board)
 
@@ -321,17 +335,25 @@ class Trainer:
         )
 
     def save(self, step: int, epoch: int, batch: int) -> Path:
+        state = self.state(step, epoch, batch)
+        key = (step, epoch, batch, json.dumps(state.extra, sort_keys=True, default=str), state.rng["torch"].tolist())
+        if self.saved is not None and self.saved[0] == key:
+            return self.saved[1]  # this very state is on disk already (an evaluation's best, then the due one)
+        for name, p in self.model.state_dict().items():
+            if p.is_floating_point() and not torch.isfinite(p).all():
+                self.stop_with(TrainError(f"the weights are not finite after step {step} (`{name}`)"))
         tokenizer = getattr(getattr(self, "data", None), "tokenizer", None)
         metadata = {"modelspec.tokenizer": tokenizer.to_json()} if tokenizer is not None else None
         path = ckpt.save(
             self.checkpoints,
             self.model,
-            self.state(step, epoch, batch),
+            state,
             self.spec_hash,
             hook=self.options.checkpoint_hook,
             metadata=metadata,
         )
         ckpt.prune(self.checkpoints, self.regime.keep, protect={self.best_path} if self.best_path else set())
+        self.saved = (key, path)
         return path
 
     def restore(self) -> tuple[int, int, int, list[str]]:
@@ -363,6 +385,8 @@ class Trainer:
     def train_step(self, window: list[dict[str, torch.Tensor]], step: int) -> tuple[float, int]:
         """One optimizer step over `window` (the accumulated micro-batches)."""
         self.model.train()
+        for module in self.frozen:
+            module.eval()
         total = sum(self.loss.count(b) for b in window)
         total = total.clamp(min=1) if isinstance(total, torch.Tensor) else max(total, 1)
         loss_sum = 0.0
@@ -392,13 +416,20 @@ class Trainer:
             penalty.backward()
             mean += penalty.item()
         if not math.isfinite(mean):
-            raise TrainError(
-                f"the loss is {mean} at step {step + 1}: training stopped; the last good checkpoint is kept"
-            )
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainError(f"the loss is {mean} at step {step + 1}")
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if self.regime.clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.regime.clip_grad)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.regime.clip_grad)
+        else:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        # An overflow in the backward pass: the optimizer would make the weights inf or NaN.
+        # (With fp16's gradient scaler such a step is skipped and the scale lowered instead.)
+        if self.scaler is None and not torch.isfinite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainError(f"the gradients are not finite at step {step + 1} (the loss is {mean})")
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -436,6 +467,7 @@ class Trainer:
         self.stale = 0
         self.last_stop_value: float | None = None
         self.last_metrics: dict[str, float] = {}
+        self.saved: tuple[tuple, Path] | None = None
         self.open_folder()
         step, epoch, position = 0, 0, 0  # position: batches of `epoch` consumed
         if self.options.resume is not None:
@@ -475,9 +507,8 @@ class Trainer:
                 continue
             try:
                 loss, samples = self.train_step(window, step)
-            except TrainError:
-                self.log.close()
-                raise
+            except TrainError as exc:
+                self.stop_with(exc)
             window = []
             step += 1
             seen += samples
@@ -505,6 +536,15 @@ class Trainer:
             self.save(step, epoch, 0)
         return step, epoch, position, "done"
 
+    def stop_with(self, exc: TrainError):
+        """Stop the run on a NaN or infinite value: log it, name the checkpoint to go back to."""
+        path, _ = ckpt.latest_valid(self.checkpoints, self.spec_hash)
+        where = f"the last good checkpoint is {path}" if path else "no checkpoint was written before it"
+        text = f"{exc}: training stopped; {where}"
+        self.log.write({"event": "error", "text": text})
+        self.log.close()
+        raise TrainError(text) from None
+
     def due(self, every, *, step: int | None = None, epoch: int | None = None) -> bool:
         if every is None:
             return False
@@ -518,16 +558,16 @@ class Trainer:
         self.last_metrics = results
         self.log.write({"step": step, "epoch": epoch, "lr": self.schedule.get_last_lr()[0], **results})
         progress.evaluated(results)
+        improved_best = False
         best = self.regime.best
         if best is not None and best.metric in results:
             value = results[best.metric]
-            better = self.best is None or (
+            improved_best = self.best is None or (
                 value < self.best["value"] if best.mode == "min" else value > self.best["value"]
             )
-            if better:
+            if improved_best:
                 self.best = {"metric": best.metric, "value": value, "step": step}
-                path = self.save(step, epoch, batch_index)
-                self._mark_best(path)
+        stopping = False
         stop = self.regime.early_stop
         if stop is not None and stop.metric in results:
             value = results[stop.metric]
@@ -540,29 +580,35 @@ class Trainer:
                 self.stale = 0
             else:
                 self.stale += 1
-                if self.stale >= stop.patience:
-                    self.note(
-                        f"early stop at step {step}: `{stop.metric}` did not improve for {stop.patience} evaluations"
-                    )
-                    return True
-        return False
+                stopping = self.stale >= stop.patience
+        # Saved after the early-stop bookkeeping, so that the checkpoint resumes it exactly.
+        if improved_best:
+            self._mark_best(self.save(step, epoch, batch_index))
+        if stopping:
+            self.note(f"early stop at step {step}: `{stop.metric}` did not improve for {stop.patience} evaluations")
+        return stopping
 
     def _mark_best(self, path: Path) -> None:
-        best = self.folder / "best"
-        tmp = self.folder / ".best.tmp"
-        if tmp.exists() or tmp.is_symlink():
-            tmp.unlink() if tmp.is_symlink() else shutil.rmtree(tmp)
+        """Copy checkpoint `path` to `best/`, replacing the previous best without a moment of none."""
+        best, tmp, old = self.folder / "best", self.folder / ".best.tmp", self.folder / ".best.old"
+        for leftover in (tmp, old):
+            if leftover.is_symlink():
+                leftover.unlink()
+            elif leftover.exists():
+                shutil.rmtree(leftover)
         shutil.copytree(path, tmp)
         if best.exists():
-            shutil.rmtree(best)
+            best.rename(old)
         tmp.rename(best)
+        shutil.rmtree(old, ignore_errors=True)
         self.best_path = path
 
     def note(self, text: str) -> None:
         self.log.write({"event": "note", "text": text})
         from rich.console import Console
+        from rich.markup import escape
 
-        Console(stderr=True).print(f"[yellow]note:[/] {text}")
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[yellow]note:[/] {escape(text)}")
 
 
 class Progress:

@@ -1,0 +1,609 @@
+"""`mspec train`'s loop as the issue promises it: the main job, exact resume
+(stopped, or killed at a random moment), NaN stops, mistakes found before the
+first step, gradient accumulation, fine-tuning, distillation, the gan regime
+and TensorBoard. Every run is small (a 64-32-10 MLP on the 8×8 digits, a few
+dozen steps) so that the file runs in seconds on two CPU cores."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from modelspec.api import compile_program
+from modelspec.diagnostics import Severity, render_all
+from modelspec.train import checkpoint as ckpt
+from modelspec.train.loop import Options, RunResult, Trainer, TrainError
+
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = ROOT / "specs"
+
+SMALL = """\
+model Small(hidden: int = 32, p: float = 0.2) {
+    input image: float[B, 1, 8, 8]
+    output logits = image
+        |> flatten
+        |> linear(hidden, name=fc1)
+        |> relu
+        |> dropout(p)
+        |> linear(10, name=fc2)
+}
+"""
+
+# 1437 training digits in batches of 32: 45 batches (the last one of 29) per epoch.
+BATCHES = 45
+DEFAULTS = {
+    "model": "Small()",
+    "data": "digits(batch=32, size=8)",
+    "loss": "cross_entropy(logits, label)",
+    "optimizer": "adam(lr=1e-2)",
+    "schedule": "cosine(warmup=5)",
+    "epochs": "2",
+    "metrics": "[accuracy]",
+    "seed": "3",
+}
+
+
+def block(name: str = "small", **settings: str | int | None) -> str:
+    """A `train` block: DEFAULTS with `settings` over them (None drops one)."""
+    merged = {**DEFAULTS, **settings}
+    lines = [f"    {key:<11}{value}" for key, value in merged.items() if value is not None]
+    return f"train {name} {{\n" + "\n".join(lines) + "\n}\n"
+
+
+def write_spec(folder: Path, *blocks: str, model: str = SMALL, name: str = "small.mspec") -> Path:
+    path = folder / name
+    path.write_text(model + "\n" + "\n".join(blocks), encoding="utf-8")
+    return path
+
+
+def make_trainer(path: Path, regime: str | None = None, **options) -> Trainer:
+    program, diagnostics, sources = compile_program(Path(path))
+    errors = [d for d in diagnostics if d.severity is Severity.ERROR]
+    assert not errors, render_all(errors, sources)
+    spec = program.trains[regime or next(iter(program.trains))]
+    options.setdefault("progress", False)
+    cls = Trainer
+    if spec.model.kind == "gan":
+        from modelspec.train.gan import GanTrainer
+
+        cls = GanTrainer
+    return cls(program, spec, Options(**options), sources=dict(sources.texts))
+
+
+def train(path: Path, regime: str | None = None, **options) -> RunResult:
+    return make_trainer(path, regime, **options).run()
+
+
+def last_checkpoint(folder: Path) -> Path:
+    found = ckpt.checkpoints(folder / "checkpoints")
+    assert found, f"no checkpoint in {folder}"
+    return found[-1]
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(last_checkpoint(folder) / "model.safetensors"))
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_bitwise(run: Path, reference: Path) -> None:
+    """The last checkpoints of two runs hold the same step and bitwise the same weights."""
+    a, b = last_checkpoint(run), last_checkpoint(reference)
+    assert a.name == b.name
+    wa, wb = weights(run), weights(reference)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert wa[key].dtype == wb[key].dtype and torch.equal(wa[key], wb[key]), key
+    assert digest(a / "model.safetensors") == digest(b / "model.safetensors")
+
+
+def records(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# ---- the main job ------------------------------------------------------------------------------
+
+
+def test_main_job_mlp_digits(tmp_path):
+    """specs/mlp_digits.mspec as shipped: ≥ 95% validation accuracy in under a minute."""
+    started = time.perf_counter()
+    result = train(SPECS / "mlp_digits.mspec", out=tmp_path / "runs")
+    seconds = time.perf_counter() - started
+    assert result.stopped == "done" and result.epoch == 10
+    assert result.metrics["val_accuracy"] >= 0.95, result.metrics
+    assert seconds < 60, f"the main job took {seconds:.1f} s"
+
+    folder = result.folder
+    assert folder.parent == tmp_path / "runs" and folder.name.startswith("mlp_sgd-")
+    assert (folder / "spec" / "00-mlp_digits.mspec").read_text() == (SPECS / "mlp_digits.mspec").read_text()
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model"] == "MLP" and config["regime"]["name"] == "mlp_sgd" and config["seed"] == 0
+    assert len(config["spec_hash"]) == 64
+
+    lines = records(folder)
+    steps = [r for r in lines if "loss" in r]
+    evaluations = [r for r in lines if "val_loss" in r]
+    assert steps and all({"step", "epoch", "loss", "lr", "samples_per_s"} <= r.keys() for r in steps)
+    assert [r["step"] for r in steps] == sorted(r["step"] for r in steps)
+    assert len(evaluations) == 10 and all("val_accuracy" in r for r in evaluations)
+    assert evaluations[-1]["val_accuracy"] == result.metrics["val_accuracy"]
+    assert lines[-1]["event"] == "end" and lines[-1]["stopped"] == "done"
+
+    final = last_checkpoint(folder)
+    assert final.name == f"step-{result.step:08d}"
+    assert sorted(p.name for p in final.iterdir()) == ["model.safetensors", "state.json", "state.safetensors"]
+    assert ckpt.read_meta(final, config["spec_hash"])["epoch"] == 10
+
+
+# ---- exact resume ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """An uninterrupted run of `small` (2 epochs, 90 steps; dropout, adam, cosine)."""
+    folder = tmp_path_factory.mktemp("reference")
+    path = write_spec(folder, block())
+    result = train(path, out=folder / "runs")
+    assert result.step == 2 * BATCHES and result.stopped == "done"
+    return result.folder
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("stop", [17, BATCHES], ids=["mid-epoch", "epoch-boundary"])
+def test_resume_is_bitwise_exact(tmp_path, reference, workers, stop):
+    path = write_spec(tmp_path, block(data=f"digits(batch=32, size=8, workers={workers})"))
+    first = train(path, out=tmp_path / "runs", max_steps=stop)
+    assert first.step == stop and first.stopped == "max_steps"
+    state = ckpt.read_meta(last_checkpoint(first.folder), None)
+    assert (state["epoch"], state["batch"]) == ((0, stop) if stop < BATCHES else (1, 0))
+
+    resumed = train(path, resume=first.folder)
+    assert resumed.folder == first.folder
+    assert resumed.step == 2 * BATCHES and resumed.stopped == "done"
+    assert_bitwise(first.folder, reference)
+    assert records(first.folder)[-1]["stopped"] == "done"
+
+
+def test_uninterrupted_runs_are_reproducible_and_a_wrong_resume_would_show(tmp_path, reference):
+    """The bitwise comparison is not vacuous: another seed gives other weights."""
+    path = write_spec(tmp_path, block())
+    assert_bitwise(train(path, out=tmp_path / "a").folder, reference)
+    other = train(path, out=tmp_path / "b", seed=4, max_steps=2 * BATCHES)
+    assert not torch.equal(weights(other.folder)["fc1.weight"], weights(reference)["fc1.weight"])
+
+
+def test_resume_after_sigkill_at_a_random_moment(tmp_path):
+    """A `mspec train` process killed at a random moment (once a checkpoint
+    exists) and then `--resume`d ends bitwise equal to an uninterrupted run."""
+    from modelspec.cli import main
+
+    path = write_spec(tmp_path, block(epochs="4", checkpoint="every(steps=3)"))
+    reference = train(path, out=tmp_path / "reference")
+    out = tmp_path / "runs"
+    log = open(tmp_path / "killed.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelspec.cli", "train", str(path), "--out", str(out), "--no-progress"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+    rng = random.Random()
+    target, pause = rng.randint(1, 40), rng.uniform(0.0, 0.02)  # of 60 checkpoints
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("*/checkpoints/step-*"))) < target:
+            assert process.poll() is None, (tmp_path / "killed.log").read_text()
+            assert time.monotonic() < deadline, "too slow"
+            time.sleep(0.001)
+        time.sleep(pause)
+        assert process.poll() is None, f"the run ended before the kill ({target} checkpoints + {pause:.3f} s)"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
+    assert process.returncode == -signal.SIGKILL
+    (folder,) = out.iterdir()
+    killed_at = last_checkpoint(folder).name
+    assert killed_at != f"step-{4 * BATCHES:08d}", "killed too late to show anything"
+
+    assert main(["train", str(path), "--out", str(out), "--resume", str(folder), "--no-progress"]) == 0
+    assert_bitwise(folder, reference.folder)
+    assert [p for p in (folder / "checkpoints").iterdir() if p.name.startswith(".")] == []
+
+
+# ---- NaN ---------------------------------------------------------------------------------------------
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    path = write_spec(tmp_path, block(optimizer="sgd(lr=1e30)", schedule=None, epochs="1", checkpoint="every(steps=1)"))
+    trainer = make_trainer(path, out=tmp_path / "runs")
+    with pytest.raises(TrainError, match=r"at step \d+") as excinfo:
+        trainer.run()
+    message = str(excinfo.value)
+    assert "not finite" in message or "nan" in message or "inf" in message
+    step = int(message.split("at step ")[1].split()[0].rstrip(":;,"))
+    (folder,) = (tmp_path / "runs").iterdir()
+    good, refused = ckpt.latest_valid(folder / "checkpoints", trainer.spec_hash)
+    assert good is not None and not refused
+    assert int(good.name[5:]) < step
+    state = ckpt.load(good, trainer.model, trainer.spec_hash)
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert state.step == int(good.name[5:])
+
+
+def test_nan_in_the_forward_pass_names_its_step(tmp_path, monkeypatch):
+    path = write_spec(tmp_path, block(epochs="1", checkpoint="every(steps=2)"))
+    trainer = make_trainer(path, out=tmp_path / "runs")
+    forward = Trainer.forward
+    calls = {"n": 0}
+
+    def poisoned(self, batch):
+        outputs = forward(self, batch)
+        if self.model.training:
+            calls["n"] += 1
+            if calls["n"] == 5:
+                return {k: v * float("nan") for k, v in outputs.items()}
+        return outputs
+
+    monkeypatch.setattr(Trainer, "forward", poisoned)
+    with pytest.raises(TrainError, match="at step 5"):
+        trainer.run()
+    (folder,) = (tmp_path / "runs").iterdir()
+    good, _ = ckpt.latest_valid(folder / "checkpoints", trainer.spec_hash)
+    assert good.name == "step-00000004"
+    ckpt.load(good, trainer.model, trainer.spec_hash)
+
+
+def test_infinite_gradients_stop_before_the_weights_change(tmp_path, monkeypatch):
+    """A finite loss whose backward pass overflows: the optimizer never applies it."""
+    path = write_spec(tmp_path, block(epochs="1", checkpoint="every(steps=2)"))
+    trainer = make_trainer(path, out=tmp_path / "runs")
+    forward = Trainer.forward
+    calls = {"n": 0}
+
+    def poisoned(self, batch):
+        outputs = forward(self, batch)
+        if self.model.training:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                for value in outputs.values():
+                    value.register_hook(lambda grad: grad * float("inf"))
+        return outputs
+
+    monkeypatch.setattr(Trainer, "forward", poisoned)
+    with pytest.raises(TrainError, match="gradients are not finite at step 3"):
+        trainer.run()
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    good, _ = ckpt.latest_valid(trainer.checkpoints, trainer.spec_hash)
+    assert good.name == "step-00000002"
+
+
+def test_no_checkpoint_is_written_with_non_finite_weights(tmp_path, monkeypatch):
+    path = write_spec(tmp_path, block(epochs="1", checkpoint="every(steps=1)"))
+    trainer = make_trainer(path, out=tmp_path / "runs")
+    step = Trainer.train_step
+
+    def spoiled(self, window, n):
+        result = step(self, window, n)
+        if n == 2:
+            with torch.no_grad():
+                self.model.fc2.weight[0, 0] = float("inf")
+        return result
+
+    monkeypatch.setattr(Trainer, "train_step", spoiled)
+    with pytest.raises(TrainError, match="weights are not finite after step 3 .*fc2.weight"):
+        trainer.run()
+    assert [p.name for p in ckpt.checkpoints(trainer.checkpoints)] == ["step-00000001", "step-00000002"]
+    assert records(trainer.folder)[-1]["event"] == "error"
+
+
+def test_gan_nan_loss_stops_before_the_optimizers_step(tmp_path, monkeypatch):
+    from modelspec.train.gan import GanTrainer
+
+    path = write_spec(tmp_path, model=GAN, name="gan.mspec")
+    trainer = make_trainer(path, out=tmp_path / "runs")
+    loss_against = GanTrainer.loss_against
+    calls = {"n": 0}
+
+    def poisoned(self, prediction, real):
+        calls["n"] += 1
+        value = loss_against(self, prediction, real)
+        return value * float("nan") if calls["n"] == 7 else value  # step 3's discriminator loss
+
+    monkeypatch.setattr(GanTrainer, "loss_against", poisoned)
+    with pytest.raises(TrainError, match="the discriminator loss is nan at step 3"):
+        trainer.run()
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+# ---- mistakes found before the first step -----------------------------------------------------------
+
+
+def fails_before_training(path: Path, out: Path, *patterns: str, **options) -> str:
+    with pytest.raises(TrainError) as excinfo:
+        train(path, out=out, **options)
+    message = str(excinfo.value)
+    for pattern in patterns:
+        assert pattern in message, message
+    assert not out.exists() or list(out.iterdir()) == [], "a run folder was made"
+    return message
+
+
+def test_wrong_data_path(tmp_path):
+    path = write_spec(tmp_path, block(data='npz(path="missing/digits.npz", batch=8)'))
+    fails_before_training(path, tmp_path / "runs", "missing/digits.npz")
+
+
+def test_missing_csv_label_column(tmp_path):
+    table = tmp_path / "table.csv"
+    table.write_text("a,b,c,y\n" + "".join(f"{i},{i + 1},{i + 2},{i % 2}\n" for i in range(20)))
+    model = "model Tab() {\n    input x: float[B, 3]\n    output logits = x |> linear(2)\n}\n"
+    path = write_spec(tmp_path, block(model="Tab()", data='csv(path="table.csv", label="label")'), model=model)
+    fails_before_training(path, tmp_path / "runs", "label")
+
+
+def test_data_that_does_not_fit_the_model(tmp_path):
+    path = write_spec(tmp_path, block(data="digits(batch=32, size=28)"))
+    fails_before_training(path, tmp_path / "runs", "image")
+
+
+def test_fp16_on_the_cpu(tmp_path):
+    path = write_spec(tmp_path, block(precision="fp16"))
+    fails_before_training(path, tmp_path / "runs", "fp16", "CUDA")
+
+
+def test_resume_of_another_spec_changes_nothing(tmp_path, reference):
+    before = snapshot(reference)
+    other = write_spec(tmp_path, block(), model=SMALL.replace("hidden: int = 32", "hidden: int = 16"))
+    with pytest.raises(TrainError, match="another model"):
+        train(other, resume=reference)
+    assert snapshot(reference) == before
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
+    path = write_spec(tmp_path, block())
+    folder = tmp_path / "not-a-run"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("hello")
+    with pytest.raises(TrainError, match="not a run folder"):
+        train(path, resume=folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    with pytest.raises(TrainError, match="not a run folder"):
+        train(path, resume=tmp_path / "missing")
+
+
+# ---- gradient accumulation -----------------------------------------------------------------------------
+
+
+def test_accumulation_matches_one_large_batch(tmp_path):
+    """4 micro-batches of 8 make the same first step as one batch of 32 (the
+    per-epoch permutation makes them the same 32 digits)."""
+    common = {"model": "Small(p=0.0)", "optimizer": "sgd(lr=0.1, momentum=0.9)", "schedule": None}
+    path = write_spec(
+        tmp_path,
+        block("large", data="digits(batch=32, size=8)", **common),
+        block("micro", data="digits(batch=8, size=8)", accumulate="4", **common),
+        block("plain", data="digits(batch=8, size=8)", **common),
+    )
+    runs = {
+        name: train(path, name, out=tmp_path / name, max_steps=1, log_every=1) for name in ("large", "micro", "plain")
+    }
+    large, micro, plain = (weights(runs[n].folder) for n in ("large", "micro", "plain"))
+    initial = make_trainer(path, "large")
+    initial.prepare()
+    assert not torch.equal(large["fc1.weight"], initial.model.state_dict()["fc1.weight"])
+    for key in large:
+        torch.testing.assert_close(micro[key], large[key], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(plain["fc1.weight"], large["fc1.weight"], rtol=1e-5, atol=1e-6)
+    (large_loss,), (micro_loss,) = (
+        [r["loss"] for r in records(runs[n].folder) if "loss" in r] for n in ("large", "micro")
+    )
+    assert micro_loss == pytest.approx(large_loss, rel=1e-5)
+
+
+# ---- fine-tuning and distillation ---------------------------------------------------------------------
+
+
+def test_fine_tuning_init_freeze_reinit(tmp_path, reference):
+    base = last_checkpoint(reference)
+    path = write_spec(
+        tmp_path,
+        block(
+            "tune",
+            model="Small(p=0.0)",
+            optimizer="sgd(lr=0.1, momentum=0.9)",
+            schedule=None,
+            epochs=None,
+            steps="5",
+            init=json.dumps(str(base)),
+            freeze="[fc1]",
+            reinit="[fc2]",
+        ),
+    )
+    base_weights = load_file(str(base / "model.safetensors"))
+    trainer = make_trainer(path, out=tmp_path / "runs")
+    trainer.prepare()
+    start = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    assert torch.equal(start["fc1.weight"], base_weights["fc1.weight"])
+    assert not torch.equal(start["fc2.weight"], base_weights["fc2.weight"])  # a fresh head
+    assert start["fc2.weight"].abs().max() <= 1 / 32**0.5  # from the default initialisation (fan-in 32)
+
+    result = trainer.run()
+    assert result.step == 5
+    final = weights(result.folder)
+    assert torch.equal(final["fc1.weight"], base_weights["fc1.weight"])
+    assert torch.equal(final["fc1.bias"], base_weights["fc1.bias"])
+    assert not torch.equal(final["fc2.weight"], start["fc2.weight"])  # trained
+
+
+def test_freeze_keeps_batch_norm_statistics(tmp_path, reference):
+    """A frozen layer keeps its buffers too: it runs in eval mode while the rest trains."""
+    model = SMALL.replace("|> relu", "|> batchnorm1d(name=bn)\n        |> relu")
+    base = write_spec(tmp_path, block("base", epochs="1"), model=model, name="base.mspec")
+    first = train(base, out=tmp_path / "base", max_steps=3)
+    start = weights(first.folder)
+    tuned = write_spec(
+        tmp_path,
+        block("tune", epochs="1", init=json.dumps(str(last_checkpoint(first.folder))), freeze="[fc1, bn]"),
+        model=model,
+        name="tune.mspec",
+    )
+    final = weights(train(tuned, out=tmp_path / "tune", max_steps=3).folder)
+    for key in start:
+        if key.startswith(("fc1.", "bn.")):
+            assert torch.equal(final[key], start[key]), key
+    assert not torch.equal(final["fc2.weight"], start["fc2.weight"])
+
+
+def test_distillation_runs_and_changes_the_loss(tmp_path, reference):
+    teacher = json.dumps(str(last_checkpoint(reference)))
+    common = {"optimizer": "sgd(lr=0.1)", "schedule": None}
+    path = write_spec(
+        tmp_path,
+        block("plain", **common),
+        block(
+            "distilled", distill=f"teacher(model=Small(), checkpoint={teacher}, temperature=2.0, weight=0.5)", **common
+        ),
+        block("orphan", distill='teacher(model=Small(), checkpoint="no/such/teacher", weight=0.5)', **common),
+    )
+    losses = {}
+    for name in ("plain", "distilled"):
+        result = train(path, name, out=tmp_path / name, max_steps=3, log_every=1)
+        losses[name] = [r["loss"] for r in records(result.folder) if "loss" in r]
+        assert len(losses[name]) == 3 and all(map(torch.isfinite, torch.tensor(losses[name])))
+    assert losses["plain"][0] != pytest.approx(losses["distilled"][0], rel=1e-3)
+    message = fails_before_training(path, tmp_path / "orphan", "distill", "no/such/teacher", regime="orphan")
+    assert "does not exist" in message
+
+
+# ---- the gan regime ------------------------------------------------------------------------------------
+
+GAN = """\
+model Gen(z: int = 8, width: int = 8) {
+    input noise: float[B, z, 1, 1]
+    output image = noise
+        |> conv_transpose2d(2 * width, kernel=4, stride=1, padding=0, bias=false)
+        |> batchnorm2d
+        |> relu
+        |> conv_transpose2d(width, kernel=4, stride=2, padding=1, bias=false)
+        |> batchnorm2d
+        |> relu
+        |> conv_transpose2d(1, kernel=4, stride=2, padding=1, bias=false)
+        |> tanh
+}
+
+model Disc(width: int = 8) {
+    input image: float[B, 1, 16, 16]
+    output p = image
+        |> conv2d(width, kernel=4, stride=2, padding=1, bias=false)
+        |> leaky_relu(0.2)
+        |> conv2d(2 * width, kernel=4, stride=2, padding=1, bias=false)
+        |> batchnorm2d
+        |> leaky_relu(0.2)
+        |> conv2d(1, kernel=4, stride=1, padding=0, bias=false)
+        |> flatten
+        |> sigmoid
+}
+
+gan Pair {
+    generator      Gen()
+    discriminator  Disc()
+}
+
+train pair {
+    model      Pair
+    data       digits(batch=64, size=16, scale=signed, split=0.3)
+    loss       bce
+    optimizer  generator: adam(lr=2e-4, betas=(0.5, 0.999)),
+               discriminator: adam(lr=2e-4, betas=(0.5, 0.999))
+    epochs     2
+    samples    grid(3, 5, every=1)
+}
+"""
+
+
+def test_shipped_dcgan_writes_a_sample_grid(tmp_path):
+    """specs/dcgan.mspec itself, for a few steps: the samples need an epoch's end,
+    so the regime's data is cut to one small batch per epoch."""
+    text = (SPECS / "dcgan.mspec").read_text().replace("digits(batch=128", "digits(batch=16, split=0.009")
+    path = tmp_path / "dcgan.mspec"
+    path.write_text(text)
+    result = train(path, out=tmp_path / "runs", max_steps=1)
+    assert result.step == 1
+    from PIL import Image
+
+    with Image.open(result.folder / "samples" / "epoch-001.png") as image:
+        assert image.size == (8 * 18 + 2, 8 * 18 + 2) and image.mode == "L"
+
+
+def test_gan_samples_checkpoints_and_exact_resume(tmp_path):
+    from PIL import Image
+
+    path = write_spec(tmp_path, model=GAN, name="gan.mspec")
+    whole = train(path, out=tmp_path / "whole")
+    assert whole.stopped == "done"
+    samples = sorted(p.name for p in (whole.folder / "samples").iterdir())
+    assert samples == ["epoch-001.png", "epoch-002.png"]
+    with Image.open(whole.folder / "samples" / "epoch-001.png") as image:
+        assert image.size == (5 * (16 + 2) + 2, 3 * (16 + 2) + 2)  # cols × rows of 16×16 digits, 2 pixels apart
+    keys = weights(whole.folder).keys()
+    assert {k.split(".")[0] for k in keys} == {"generator", "discriminator"}
+    assert any("running_mean" in k for k in keys)  # batch-norm statistics travel too
+    state = json.loads((last_checkpoint(whole.folder) / "state.json").read_text())
+    assert set(state["optimizers"]) == {"generator", "discriminator"}
+
+    steps = whole.step
+    first = train(path, out=tmp_path / "resumed", max_steps=steps // 2 + 1)  # mid-epoch 1
+    assert first.stopped == "max_steps"
+    train(path, resume=first.folder)
+    assert_bitwise(first.folder, whole.folder)
+    for name in samples:
+        assert digest(first.folder / "samples" / name) == digest(whole.folder / "samples" / name)
+
+
+# ---- TensorBoard -----------------------------------------------------------------------------------------
+
+
+def test_tensorboard_event_files(tmp_path):
+    pytest.importorskip("tensorboard")
+    path = write_spec(tmp_path, block())
+    result = train(path, out=tmp_path / "runs", max_steps=3, log_every=1, tensorboard=True)
+    events = list((result.folder / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(result.folder / "tensorboard"))
+    accumulator.Reload()
+    tags = accumulator.Tags()["scalars"]
+    assert "loss" in tags and "lr" in tags
+    assert [e.step for e in accumulator.Scalars("loss")] == [1, 2, 3]
+
+
+def test_no_leftover_processes_or_files(tmp_path):
+    """A finished run leaves no temporary files in its folder."""
+    path = write_spec(tmp_path, block(checkpoint="every(steps=5)", keep="2"))
+    result = train(path, out=tmp_path / "runs", max_steps=12)
+    names = [p.name for p in result.folder.rglob("*")]
+    assert not [n for n in names if n.startswith(".")]
+    assert [p.name for p in ckpt.checkpoints(result.folder / "checkpoints")] == ["step-00000010", "step-00000012"]
+    assert os.listdir(result.folder / "spec") == ["00-small.mspec"]
