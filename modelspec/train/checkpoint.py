@@ -35,6 +35,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 FORMAT = 1
 PREFIX = "step-"
 TMP_PREFIX = ".tmp-"
+OLD_PREFIX = ".tmp-old-"  # a checkpoint moved aside while another of its step replaces it
 
 
 class CheckpointError(Exception):
@@ -192,8 +193,9 @@ def save(
     phase("json")
     _fsync_dir(tmp)
     if final.exists():  # a checkpoint of this step from an interrupted run: replace it whole
-        old = folder / f"{TMP_PREFIX}old-{final.name}-{os.getpid()}"
+        old = folder / f"{OLD_PREFIX}{final.name}-{os.getpid()}"
         final.rename(old)
+        phase("replace")  # a crash here leaves both aside: clean_temporary puts the old one back
         tmp.rename(final)
         shutil.rmtree(old, ignore_errors=True)
     else:
@@ -211,15 +213,30 @@ def prune(folder: Path, keep: int | None, protect: set[Path] = frozenset()) -> N
     found = checkpoints(folder)
     for path in found[:-keep] if len(found) > keep else []:
         if path not in protect:
-            shutil.rmtree(path, ignore_errors=True)
+            # Renamed out of the list first: a crash while deleting leaves no half-deleted checkpoint.
+            doomed = folder / f"{TMP_PREFIX}pruned-{path.name}-{os.getpid()}"
+            path.rename(doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
 
 
 def clean_temporary(folder: Path) -> None:
-    """Remove half-written checkpoints left by a crash."""
-    if folder.is_dir():
-        for path in folder.iterdir():
-            if path.name.startswith(TMP_PREFIX):
+    """Remove what a crash left behind: half-written or half-deleted checkpoints;
+    a complete checkpoint moved aside to be replaced goes back into place."""
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.iterdir()):
+        name = path.name
+        if name.startswith(OLD_PREFIX):
+            original = folder / name[len(OLD_PREFIX) :].rsplit("-", 1)[0]
+            if original.name.startswith(PREFIX) and not original.exists():
+                path.rename(original)
+                continue
+        if name.startswith(TMP_PREFIX):
+            if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    _fsync_dir(folder)
 
 
 # ---- reading --------------------------------------------------------------------------------
@@ -246,7 +263,10 @@ def read_meta(path: Path, spec_hash: str | None) -> dict:
         raise CheckpointError(f"{meta_file}: not a modelspec checkpoint of format {FORMAT}")
     if spec_hash is not None and meta.get("spec_hash") != spec_hash:
         raise CheckpointError(f"{path}: written for another model (its IR differs from this spec's)")
-    for name, digest in meta.get("files", {}).items():
+    files = meta.get("files")
+    if not isinstance(files, dict) or set(files) != {"model.safetensors", "state.safetensors"}:
+        raise CheckpointError(f"{meta_file}: does not list the hashes of model.safetensors and state.safetensors")
+    for name, digest in files.items():
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"{file}: missing")
@@ -294,12 +314,15 @@ def load_weights(path: Path, model: torch.nn.Module) -> tuple[list[str], list[st
     .safetensors file, or a PyTorch file read with `weights_only=True` (a pickle
     that carries code is refused, never run). Returns (missing, unexpected) keys."""
     if path.is_dir():
+        if (path / "state.json").is_file():
+            read_meta(path, None)  # a checkpoint folder: its files must match their recorded hashes
         path = path / "model.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{path}: does not exist")
     if path.suffix == ".safetensors":
         try:
-            return tuple(load_model(model, str(path), strict=False))
+            missing, unexpected = load_model(model, str(path), strict=False)
+            return sorted(missing), list(unexpected)
         except (SafetensorError, OSError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: cannot be loaded ({exc})") from None
     try:
