@@ -117,4 +117,5 @@ def _print_result(result) -> None:
         console.print(f"  {key:<16} {value:.4f}")
     if result.best:
         console.print(f"  best {result.best['metric']} {result.best['value']:.4f} at step {result.best['step']}")
-    console.print(f"run folder: {result.folder}")
+    # Plain text on stdout, never wrapped or read as markup: scripts take the folder from here.
+    click.echo(f"run folder: {result.folder}")
