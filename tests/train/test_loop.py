@@ -181,6 +181,29 @@ def test_resume_is_bitwise_exact(tmp_path, reference, workers, stop):
     assert records(first.folder)[-1]["stopped"] == "done"
 
 
+def test_resume_keeps_best_and_early_stopping_exact(tmp_path):
+    """Evaluations every 10 steps with `best` and `early_stop`: a resumed run
+    tracks the same best checkpoint and stops at the same step."""
+    settings = {
+        "epochs": "3",
+        "optimizer": "adam(lr=3e-2)",
+        "evaluate": "every(steps=10)",
+        "checkpoint": "every(steps=10)",
+        "keep": "2",
+        "best": "val_accuracy",
+        "early_stop": "early_stop(2, metric=val_loss, min_delta=0.01)",
+    }
+    path = write_spec(tmp_path, block(**settings))
+    whole = train(path, out=tmp_path / "whole")
+    first = train(path, out=tmp_path / "resumed", max_steps=whole.step - 12)
+    resumed = train(path, resume=first.folder)
+    assert (resumed.step, resumed.stopped, resumed.best) == (whole.step, whole.stopped, whole.best)
+    assert_bitwise(first.folder, whole.folder)
+    best, reference = first.folder / "best", whole.folder / "best"
+    assert digest(best / "model.safetensors") == digest(reference / "model.safetensors")
+    assert json.loads((best / "state.json").read_text())["step"] == whole.best["step"]
+
+
 def test_uninterrupted_runs_are_reproducible_and_a_wrong_resume_would_show(tmp_path, reference):
     """The bitwise comparison is not vacuous: another seed gives other weights."""
     path = write_spec(tmp_path, block())
