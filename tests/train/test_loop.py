@@ -568,7 +568,9 @@ train pair {
 def test_shipped_dcgan_writes_a_sample_grid(tmp_path):
     """specs/dcgan.mspec itself, for a few steps: the samples need an epoch's end,
     so the regime's data is cut to one small batch per epoch."""
-    text = (SPECS / "dcgan.mspec").read_text().replace("digits(batch=128", "digits(batch=16, split=0.009")
+    text = (SPECS / "dcgan.mspec").read_text()
+    assert "digits(batch=128" in text
+    text = text.replace("digits(batch=128", "digits(batch=16, split=0.009")
     path = tmp_path / "dcgan.mspec"
     path.write_text(text)
     result = train(path, out=tmp_path / "runs", max_steps=1)
