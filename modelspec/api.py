@@ -7,6 +7,7 @@ table = program.summary("GPT2")
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -44,8 +45,17 @@ def compile_program(source: str | Path, name: str | None = None) -> tuple[Progra
     # Checking recurses over expressions, whose depth the parser bounds (MAX_NESTING);
     # make room for that bound.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
-    sources = read(source, name)
-    program, diagnostics = analyse(sources, registry())
+    # Checking builds many small objects and frees none until it returns: the cyclic
+    # collector would rescan the growing heap again and again (cost superlinear in
+    # the spec's size), so it waits until the end.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        sources = read(source, name)
+        program, diagnostics = analyse(sources, registry())
+    finally:
+        if collecting:
+            gc.enable()
     program._sources = sources.sources
     return program, diagnostics, sources.sources
 
