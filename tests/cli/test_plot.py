@@ -5,9 +5,7 @@ import subprocess
 import sys
 
 import pytest
-
-pytest.importorskip("matplotlib")
-Image = pytest.importorskip("PIL.Image")
+from PIL import Image  # noqa: E402
 
 from modelspec.cli import main  # noqa: E402
 from modelspec.cli.plot import DPI, PANEL_HEIGHT, PANEL_WIDTH, figure_size, read_series  # noqa: E402

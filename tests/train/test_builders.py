@@ -8,9 +8,7 @@ import subprocess
 import sys
 
 import pytest
-
-torch = pytest.importorskip("torch")
-
+import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
