@@ -135,6 +135,12 @@ class Trainer:
         return f"{ref.name}({', '.join(parts)})"
 
     def prepare(self) -> None:
+        if self.regime.distributed is not None:
+            # Refused rather than ignored: a regime must never silently run other than declared.
+            raise TrainError(
+                f"`distributed {self.regime.distributed.name}` is not supported by `mspec train` yet; "
+                "remove the setting to train in one process"
+            )
         from modelspec.train.builders import make_loss, make_metric, make_optimizer, make_regularizer, make_schedule
         from modelspec.train.data import DataError, check_vocabulary, input_bounds, make_data, make_loaders
         from modelspec_torch.build import build
