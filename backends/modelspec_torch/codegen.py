@@ -142,9 +142,10 @@ class ClassSource:
 
 
 @functools.cache
-def _environment() -> jinja2.Environment:
+def _environment(package: str = "modelspec_torch") -> jinja2.Environment:
+    """Templates of `package` (this backend's, or a plugin's that ships lowerings)."""
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("modelspec_torch", "templates"),
+        loader=jinja2.PackageLoader(package, "templates"),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -154,12 +155,12 @@ def _environment() -> jinja2.Environment:
 
 
 @functools.cache
-def _macros(template: str):
-    return _environment().get_template(f"ops/{template}").module
+def _macros(template: str, package: str = "modelspec_torch"):
+    return _environment(package).get_template(f"ops/{template}").module
 
 
-def _render_macro(template: str, macro: str, context: dict) -> str:
-    return str(getattr(_macros(template), macro)(context)).strip()
+def _render_macro(lowering: Lowering, macro: str, context: dict) -> str:
+    return str(getattr(_macros(lowering.template, lowering.package), macro)(context)).strip()
 
 
 def lowerings(registry=None) -> dict[str, Lowering]:
@@ -342,7 +343,7 @@ class Generator:
         context = lowering.context(site)
         if lowering.init:
             self.check_attribute(node)
-            init = _render_macro(lowering.template, lowering.init, context)
+            init = _render_macro(lowering, lowering.init, context)
             source.init.append(f"{module} = {init}{('  # ' + where) if where else ''}")
             if "init" in node.attrs:
                 source.init += _init_lines(module, node)
@@ -350,7 +351,7 @@ class Generator:
                 if param.tied_to:
                     owner, _, pname = param.tied_to.rpartition(".")
                     source.init.append(f"{module}.{param.name} = self.{owner}.{pname}  # tied")
-        expression = _render_macro(lowering.template, lowering.forward, context)
+        expression = _render_macro(lowering, lowering.forward, context)
         (out,) = self.bind_outputs(node, values, ns)
         source.forward.append(f"{out} = {expression}{comment}")
 

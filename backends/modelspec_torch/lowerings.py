@@ -50,6 +50,8 @@ class Lowering:
     context: Callable[[Site], dict]
     init: str | None = None
     backend: str = "torch"
+    # The package whose `templates/ops/` folder holds `template`: a plugin ships its own templates.
+    package: str = "modelspec_torch"
 
 
 def _py(value: Any) -> str:
