@@ -26,6 +26,7 @@ import jinja2
 from modelspec.diagnostics import CompileError, error
 from modelspec.ir.dims import Dim, Floor, Mod
 from modelspec.ir.graph import Graph, Node, Program
+from modelspec_torch import inplace
 from modelspec_torch.helpers import HELPERS
 from modelspec_torch.lowerings import LOWERINGS, Lowering, Site
 
@@ -232,8 +233,9 @@ class Generator:
         def dim(d: Dim) -> str:
             return self.dim_expr(d, symbols, used_symbols, ns, atoms, atom_lines)
 
+        plan = inplace.plan(graph, self.lowerings)
         for node in graph.nodes:
-            self.emit_node(node, graph, source, values, ns, dim, device)
+            self.emit_node(node, graph, source, values, ns, dim, device, plan)
         self.span = None
         if used_symbols or atom_lines:
             bindings = [f"{local} = {symbols[sym]}  # size `{sym}`" for sym, local in used_symbols.items()]
@@ -304,11 +306,19 @@ class Generator:
                 )
             )
 
-    def emit_node(self, node: Node, graph: Graph, source: ClassSource, values, ns, dim, device) -> None:
+    def emit_node(
+        self, node: Node, graph: Graph, source: ClassSource, values, ns, dim, device, plan: inplace.Plan
+    ) -> None:
         where = f"{_comment_file(node.span)}:{node.span.line}" if node.span else ""
         shapes = ", ".join(t.shape_text() for t in node.outputs)
         comment = f"  # {shapes}  {where}".rstrip()
         inputs = [values[ref] for ref in node.inputs]
+        if plan.skips(node.name):
+            # The node computes nothing (dropout with p=0): its output is its input; a comment keeps the line.
+            values[node.name] = inputs[0]
+            op = re.sub(r"\W", "?", node.op, flags=re.ASCII)
+            source.forward.append(f"# {op} skipped: with these arguments it is the identity  {where}".rstrip())
+            return
         if node.op == "block":
             self.check_attribute(node)
             doc = f"block {node.block}(" + ", ".join(f"{k}={v!r}" for k, v in node.attrs.items()) + ")"
@@ -339,7 +349,8 @@ class Generator:
                 )
             )
         module = f"self.{node.name}"
-        site = Site(node, inputs, [self.value_type(graph, r) for r in node.inputs], module, dim, device, self.helpers)
+        types = [self.value_type(graph, r) for r in node.inputs]
+        site = Site(node, inputs, types, module, dim, device, self.helpers, plan.overwrite.get(node.name))
         context = lowering.context(site)
         if lowering.init:
             self.check_attribute(node)

@@ -8,6 +8,12 @@ Python expressions) and returns a dict for the macros. An op with
 parameters has an `init` macro (the submodule built in `__init__`, whose
 state_dict keys must equal the op's ParamSpec names) and every op has a
 `forward` macro (the expression computing its output).
+
+Three optional facts let codegen save work (see inplace.py for the rules):
+`skip` says a node computes nothing (its output is its input), `inplace`
+lists the inputs a node can overwrite with its result, and `fresh` says the
+output is a new tensor that autograd does not keep, so a later op may
+overwrite it. A plugin's lowering that says nothing gets none of these.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ class Site:
     dim: Callable[[Any], str]  # Dim -> Python expression
     device: str  # an expression for the device the graph runs on
     helpers: set[str] = field(default_factory=set)  # helper names this file needs
+    overwrite: int | None = None  # the input the forward may write its result into (codegen decides)
 
     @property
     def attrs(self) -> dict:
@@ -52,6 +59,12 @@ class Lowering:
     backend: str = "torch"
     # The package whose `templates/ops/` folder holds `template`: a plugin ships its own templates.
     package: str = "modelspec_torch"
+    # node -> True when the node computes nothing: no line is emitted and its output is its first input.
+    skip: Callable[[Any], bool] | None = None
+    # (node, input types) -> the inputs this op can write its result into, in order of preference.
+    inplace: Callable[[Any, list[Any]], tuple[int, ...]] | None = None
+    # The output is a new tensor that autograd does not keep for backward: a later op may overwrite it.
+    fresh: bool = False
 
 
 def _py(value: Any) -> str:
@@ -220,9 +233,28 @@ def pool(function: str) -> Callable[[Site], dict]:
 def call(function: str, *keys: str) -> Callable[[Site], dict]:
     def context(site: Site) -> dict:
         options = [(k, _py(site.attrs[k])) for k in keys if k in site.attrs]
+        if site.overwrite is not None:  # only for functions that take `inplace` (see their `inplace` below)
+            options.append(("inplace", "True"))
         return {"function": function, "x": site.x, "options": options}
 
     return context
+
+
+def overwrites_its_input(node, types) -> tuple[int, ...]:
+    """ReLU in place: its backward needs only its result, which it keeps."""
+    return (0,)
+
+
+def leaky_relu_overwrites(node, types) -> tuple[int, ...]:
+    """LeakyReLU in place keeps its result for backward, which tells the input's sign only for a slope >= 0
+    (autograd refuses a negative slope in place)."""
+    return (0,) if float(node.attrs["negative_slope"]) >= 0 else ()
+
+
+def add_overwrites(node, types) -> tuple[int, ...]:
+    """The operands that already have the sum's shape and dtype (no broadcasting into them), left first."""
+    out = node.outputs[0]
+    return tuple(k for k, t in enumerate(types) if t.shape == out.shape and t.dtype == out.dtype)
 
 
 def gelu(site: Site) -> dict:
@@ -234,14 +266,27 @@ def dropout(site: Site) -> dict:
     return {"x": site.x, "p": _py(float(site.attrs["p"]))}
 
 
-def binary(operator: str) -> Callable[[Site], dict]:
+def dropout_is_identity(node) -> bool:
+    """p == 0 drops nothing in training and in evaluation: the node is skipped (it has no parameters)."""
+    return float(node.attrs["p"]) == 0.0
+
+
+def binary(operator: str, method: str | None = None) -> Callable[[Site], dict]:
+    """`left <operator> right`; with `method` (`add_`), `target.method(other)` when codegen lets the op
+    overwrite an input (only commutative operators: the other operand may be either side)."""
+
     def context(site: Site) -> dict:
         if len(site.inputs) == 2:
-            return {"left": site.inputs[0], "right": site.inputs[1], "operator": operator}
-        scalar = _py(site.attrs["scalar"])
-        if site.attrs.get("reverse"):
-            return {"left": scalar, "right": site.x, "operator": operator}
-        return {"left": site.x, "right": scalar, "operator": operator}
+            left, right = site.inputs
+        elif site.attrs.get("reverse"):
+            left, right = _py(site.attrs["scalar"]), site.x
+        else:
+            left, right = site.x, _py(site.attrs["scalar"])
+        if site.overwrite is not None and method is not None:
+            target = site.inputs[site.overwrite]
+            other = right if left == target else left
+            return {"target": target, "method": method, "other": other}
+        return {"left": left, "right": right, "operator": operator}
 
     return context
 
@@ -326,7 +371,7 @@ def _dims_tuple(values) -> str:
 
 
 LOWERINGS = [
-    Lowering("linear", "layers.j2", "forward_linear", linear, init="init_linear"),
+    Lowering("linear", "layers.j2", "forward_linear", linear, init="init_linear", fresh=True),
     Lowering("embedding", "layers.j2", "forward_embedding", embedding, init="init_embedding"),
     Lowering("positions", "layers.j2", "forward_positions", positions, init="init_positions"),
     Lowering(
@@ -337,32 +382,38 @@ LOWERINGS = [
         init="init_positional_encoding",
     ),
     Lowering("rotary", "layers.j2", "forward_rotary", rotary),
-    Lowering("layernorm", "norms.j2", "forward_norm", layernorm, init="init_layernorm"),
+    Lowering("layernorm", "norms.j2", "forward_norm", layernorm, init="init_layernorm", fresh=True),
     Lowering("rmsnorm", "norms.j2", "forward_norm", rmsnorm, init="init_rmsnorm"),
-    Lowering("batchnorm1d", "norms.j2", "forward_norm", batchnorm("1d"), init="init_batchnorm"),
-    Lowering("batchnorm2d", "norms.j2", "forward_norm", batchnorm("2d"), init="init_batchnorm"),
-    Lowering("groupnorm", "norms.j2", "forward_norm", groupnorm, init="init_groupnorm"),
-    Lowering("conv1d", "conv.j2", "forward_conv", conv("Conv1d"), init="init_conv"),
-    Lowering("conv2d", "conv.j2", "forward_conv", conv("Conv2d"), init="init_conv"),
-    Lowering("conv_transpose2d", "conv.j2", "forward_conv", conv("ConvTranspose2d"), init="init_conv"),
+    Lowering("batchnorm1d", "norms.j2", "forward_norm", batchnorm("1d"), init="init_batchnorm", fresh=True),
+    Lowering("batchnorm2d", "norms.j2", "forward_norm", batchnorm("2d"), init="init_batchnorm", fresh=True),
+    Lowering("groupnorm", "norms.j2", "forward_norm", groupnorm, init="init_groupnorm", fresh=True),
+    Lowering("conv1d", "conv.j2", "forward_conv", conv("Conv1d"), init="init_conv", fresh=True),
+    Lowering("conv2d", "conv.j2", "forward_conv", conv("Conv2d"), init="init_conv", fresh=True),
+    Lowering("conv_transpose2d", "conv.j2", "forward_conv", conv("ConvTranspose2d"), init="init_conv", fresh=True),
     Lowering("maxpool", "conv.j2", "forward_pool", pool("max_pool2d")),
     Lowering("avgpool", "conv.j2", "forward_pool", pool("avg_pool2d")),
     Lowering("maxpool1d", "conv.j2", "forward_pool", pool("max_pool1d")),
     Lowering("avgpool1d", "conv.j2", "forward_pool", pool("avg_pool1d")),
     Lowering("adaptive_avgpool", "conv.j2", "forward_pool", pool("adaptive_avg_pool2d")),
-    Lowering("relu", "elementwise.j2", "forward_call", call("F.relu")),
+    Lowering("relu", "elementwise.j2", "forward_call", call("F.relu"), inplace=overwrites_its_input),
     Lowering("gelu", "elementwise.j2", "forward_call", gelu),
     Lowering("silu", "elementwise.j2", "forward_call", call("F.silu")),
     Lowering("tanh", "elementwise.j2", "forward_call", call("torch.tanh")),
     Lowering("sigmoid", "elementwise.j2", "forward_call", call("torch.sigmoid")),
-    Lowering("leaky_relu", "elementwise.j2", "forward_call", call("F.leaky_relu", "negative_slope")),
+    Lowering(
+        "leaky_relu",
+        "elementwise.j2",
+        "forward_call",
+        call("F.leaky_relu", "negative_slope"),
+        inplace=leaky_relu_overwrites,
+    ),
     Lowering("softmax", "elementwise.j2", "forward_call", call("F.softmax", "dim")),
     Lowering("log_softmax", "elementwise.j2", "forward_call", call("F.log_softmax", "dim")),
     Lowering("identity", "elementwise.j2", "forward_call", call("")),
-    Lowering("dropout", "elementwise.j2", "forward_dropout", dropout),
-    Lowering("add", "elementwise.j2", "forward_binary", binary("+")),
-    Lowering("sub", "elementwise.j2", "forward_binary", binary("-")),
-    Lowering("mul", "elementwise.j2", "forward_binary", binary("*")),
+    Lowering("dropout", "elementwise.j2", "forward_dropout", dropout, skip=dropout_is_identity),
+    Lowering("add", "elementwise.j2", "forward_binary", binary("+", "add_"), inplace=add_overwrites, fresh=True),
+    Lowering("sub", "elementwise.j2", "forward_binary", binary("-"), fresh=True),
+    Lowering("mul", "elementwise.j2", "forward_binary", binary("*"), fresh=True),
     Lowering("div", "elementwise.j2", "forward_binary", binary("/")),
     Lowering("matmul", "elementwise.j2", "forward_binary", matmul),
     Lowering(

@@ -150,7 +150,7 @@ class BertBase(nn.Module):
         position_embeddings = self.position_embeddings(positions)  # [T, 768]  bert_base.mspec:19
         add = word_embeddings + position_embeddings  # [B, T, 768]  bert_base.mspec:18
         token_type_embeddings = self.token_type_embeddings(segments)  # [B, T, 768]  bert_base.mspec:20
-        add_1 = add + token_type_embeddings  # [B, T, 768]  bert_base.mspec:18
+        add_1 = add.add_(token_type_embeddings)  # [B, T, 768]  bert_base.mspec:18
         ln = self.ln(add_1)  # [B, T, 768]  bert_base.mspec:21
         dropout = F.dropout(ln, p=0.1, training=self.training)  # [B, T, 768]  bert_base.mspec:21
         x = dropout

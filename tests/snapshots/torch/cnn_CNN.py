@@ -20,13 +20,13 @@ class CNN(nn.Module):
 
     def forward(self, image):
         conv1 = self.conv1(image)  # [B, 32, 32, 32]  cnn.mspec:5
-        relu = F.relu(conv1)  # [B, 32, 32, 32]  cnn.mspec:6
+        relu = F.relu(conv1, inplace=True)  # [B, 32, 32, 32]  cnn.mspec:6
         maxpool = F.max_pool2d(relu, kernel_size=2)  # [B, 32, 16, 16]  cnn.mspec:7
         conv2 = self.conv2(maxpool)  # [B, 64, 16, 16]  cnn.mspec:8
-        relu_1 = F.relu(conv2)  # [B, 64, 16, 16]  cnn.mspec:9
+        relu_1 = F.relu(conv2, inplace=True)  # [B, 64, 16, 16]  cnn.mspec:9
         maxpool_1 = F.max_pool2d(relu_1, kernel_size=2)  # [B, 64, 8, 8]  cnn.mspec:10
         flatten = maxpool_1.flatten(1, -1)  # [B, 4096]  cnn.mspec:12
         fc1 = self.fc1(flatten)  # [B, 128]  cnn.mspec:13
-        relu_2 = F.relu(fc1)  # [B, 128]  cnn.mspec:14
+        relu_2 = F.relu(fc1, inplace=True)  # [B, 128]  cnn.mspec:14
         fc2 = self.fc2(relu_2)  # [B, 10]  cnn.mspec:15
         return fc2

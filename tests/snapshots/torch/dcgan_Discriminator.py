@@ -21,10 +21,10 @@ class Discriminator(nn.Module):
 
     def forward(self, image):
         conv2d = self.conv2d(image)  # [B, 64, 8, 8]  dcgan.mspec:21
-        leaky_relu = F.leaky_relu(conv2d, negative_slope=0.2)  # [B, 64, 8, 8]  dcgan.mspec:22
+        leaky_relu = F.leaky_relu(conv2d, negative_slope=0.2, inplace=True)  # [B, 64, 8, 8]  dcgan.mspec:22
         conv2d_1 = self.conv2d_1(leaky_relu)  # [B, 128, 4, 4]  dcgan.mspec:23
         batchnorm2d = self.batchnorm2d(conv2d_1)  # [B, 128, 4, 4]  dcgan.mspec:24
-        leaky_relu_1 = F.leaky_relu(batchnorm2d, negative_slope=0.2)  # [B, 128, 4, 4]  dcgan.mspec:25
+        leaky_relu_1 = F.leaky_relu(batchnorm2d, negative_slope=0.2, inplace=True)  # [B, 128, 4, 4]  dcgan.mspec:25
         conv2d_2 = self.conv2d_2(leaky_relu_1)  # [B, 1, 1, 1]  dcgan.mspec:26
         flatten = conv2d_2.flatten(1, -1)  # [B, 1]  dcgan.mspec:27
         sigmoid = torch.sigmoid(flatten)  # [B, 1]  dcgan.mspec:28

@@ -23,10 +23,10 @@ class Generator(nn.Module):
     def forward(self, noise):
         conv_transpose2d = self.conv_transpose2d(noise)  # [B, 128, 4, 4]  dcgan.mspec:7
         batchnorm2d = self.batchnorm2d(conv_transpose2d)  # [B, 128, 4, 4]  dcgan.mspec:8
-        relu = F.relu(batchnorm2d)  # [B, 128, 4, 4]  dcgan.mspec:9
+        relu = F.relu(batchnorm2d, inplace=True)  # [B, 128, 4, 4]  dcgan.mspec:9
         conv_transpose2d_1 = self.conv_transpose2d_1(relu)  # [B, 64, 8, 8]  dcgan.mspec:10
         batchnorm2d_1 = self.batchnorm2d_1(conv_transpose2d_1)  # [B, 64, 8, 8]  dcgan.mspec:11
-        relu_1 = F.relu(batchnorm2d_1)  # [B, 64, 8, 8]  dcgan.mspec:12
+        relu_1 = F.relu(batchnorm2d_1, inplace=True)  # [B, 64, 8, 8]  dcgan.mspec:12
         conv_transpose2d_2 = self.conv_transpose2d_2(relu_1)  # [B, 1, 16, 16]  dcgan.mspec:13
         tanh = torch.tanh(conv_transpose2d_2)  # [B, 1, 16, 16]  dcgan.mspec:14
         return tanh

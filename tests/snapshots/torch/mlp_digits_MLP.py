@@ -19,6 +19,6 @@ class MLP(nn.Module):
     def forward(self, image):
         flatten = image.flatten(1, -1)  # [B, 784]  mlp_digits.mspec:5
         fc1 = self.fc1(flatten)  # [B, 128]  mlp_digits.mspec:6
-        relu = F.relu(fc1)  # [B, 128]  mlp_digits.mspec:7
+        relu = F.relu(fc1, inplace=True)  # [B, 128]  mlp_digits.mspec:7
         fc2 = self.fc2(relu)  # [B, 10]  mlp_digits.mspec:8
         return fc2

@@ -21,11 +21,11 @@ class BasicBlock(nn.Module):
     def forward(self, x):
         conv1 = self.conv1(x)  # [B, 64, 56, 56]  resnet18.mspec:8
         bn1 = self.bn1(conv1)  # [B, 64, 56, 56]  resnet18.mspec:9
-        relu = F.relu(bn1)  # [B, 64, 56, 56]  resnet18.mspec:10
+        relu = F.relu(bn1, inplace=True)  # [B, 64, 56, 56]  resnet18.mspec:10
         conv2 = self.conv2(relu)  # [B, 64, 56, 56]  resnet18.mspec:11
         bn2 = self.bn2(conv2)  # [B, 64, 56, 56]  resnet18.mspec:12
-        add = bn2 + x  # [B, 64, 56, 56]  resnet18.mspec:19
-        relu_1 = F.relu(add)  # [B, 64, 56, 56]  resnet18.mspec:19
+        add = bn2.add_(x)  # [B, 64, 56, 56]  resnet18.mspec:19
+        relu_1 = F.relu(add, inplace=True)  # [B, 64, 56, 56]  resnet18.mspec:19
         return relu_1
 
 
@@ -44,13 +44,13 @@ class BasicBlock_1(nn.Module):
     def forward(self, x):
         conv1 = self.conv1(x)  # [B, 128, 28, 28]  resnet18.mspec:8
         bn1 = self.bn1(conv1)  # [B, 128, 28, 28]  resnet18.mspec:9
-        relu = F.relu(bn1)  # [B, 128, 28, 28]  resnet18.mspec:10
+        relu = F.relu(bn1, inplace=True)  # [B, 128, 28, 28]  resnet18.mspec:10
         conv2 = self.conv2(relu)  # [B, 128, 28, 28]  resnet18.mspec:11
         bn2 = self.bn2(conv2)  # [B, 128, 28, 28]  resnet18.mspec:12
         down_conv = self.down_conv(x)  # [B, 128, 28, 28]  resnet18.mspec:16
         down_bn = self.down_bn(down_conv)  # [B, 128, 28, 28]  resnet18.mspec:17
-        add = bn2 + down_bn  # [B, 128, 28, 28]  resnet18.mspec:19
-        relu_1 = F.relu(add)  # [B, 128, 28, 28]  resnet18.mspec:19
+        add = bn2.add_(down_bn)  # [B, 128, 28, 28]  resnet18.mspec:19
+        relu_1 = F.relu(add, inplace=True)  # [B, 128, 28, 28]  resnet18.mspec:19
         return relu_1
 
 
@@ -67,11 +67,11 @@ class BasicBlock_2(nn.Module):
     def forward(self, x):
         conv1 = self.conv1(x)  # [B, 128, 28, 28]  resnet18.mspec:8
         bn1 = self.bn1(conv1)  # [B, 128, 28, 28]  resnet18.mspec:9
-        relu = F.relu(bn1)  # [B, 128, 28, 28]  resnet18.mspec:10
+        relu = F.relu(bn1, inplace=True)  # [B, 128, 28, 28]  resnet18.mspec:10
         conv2 = self.conv2(relu)  # [B, 128, 28, 28]  resnet18.mspec:11
         bn2 = self.bn2(conv2)  # [B, 128, 28, 28]  resnet18.mspec:12
-        add = bn2 + x  # [B, 128, 28, 28]  resnet18.mspec:19
-        relu_1 = F.relu(add)  # [B, 128, 28, 28]  resnet18.mspec:19
+        add = bn2.add_(x)  # [B, 128, 28, 28]  resnet18.mspec:19
+        relu_1 = F.relu(add, inplace=True)  # [B, 128, 28, 28]  resnet18.mspec:19
         return relu_1
 
 
@@ -90,13 +90,13 @@ class BasicBlock_3(nn.Module):
     def forward(self, x):
         conv1 = self.conv1(x)  # [B, 256, 14, 14]  resnet18.mspec:8
         bn1 = self.bn1(conv1)  # [B, 256, 14, 14]  resnet18.mspec:9
-        relu = F.relu(bn1)  # [B, 256, 14, 14]  resnet18.mspec:10
+        relu = F.relu(bn1, inplace=True)  # [B, 256, 14, 14]  resnet18.mspec:10
         conv2 = self.conv2(relu)  # [B, 256, 14, 14]  resnet18.mspec:11
         bn2 = self.bn2(conv2)  # [B, 256, 14, 14]  resnet18.mspec:12
         down_conv = self.down_conv(x)  # [B, 256, 14, 14]  resnet18.mspec:16
         down_bn = self.down_bn(down_conv)  # [B, 256, 14, 14]  resnet18.mspec:17
-        add = bn2 + down_bn  # [B, 256, 14, 14]  resnet18.mspec:19
-        relu_1 = F.relu(add)  # [B, 256, 14, 14]  resnet18.mspec:19
+        add = bn2.add_(down_bn)  # [B, 256, 14, 14]  resnet18.mspec:19
+        relu_1 = F.relu(add, inplace=True)  # [B, 256, 14, 14]  resnet18.mspec:19
         return relu_1
 
 
@@ -113,11 +113,11 @@ class BasicBlock_4(nn.Module):
     def forward(self, x):
         conv1 = self.conv1(x)  # [B, 256, 14, 14]  resnet18.mspec:8
         bn1 = self.bn1(conv1)  # [B, 256, 14, 14]  resnet18.mspec:9
-        relu = F.relu(bn1)  # [B, 256, 14, 14]  resnet18.mspec:10
+        relu = F.relu(bn1, inplace=True)  # [B, 256, 14, 14]  resnet18.mspec:10
         conv2 = self.conv2(relu)  # [B, 256, 14, 14]  resnet18.mspec:11
         bn2 = self.bn2(conv2)  # [B, 256, 14, 14]  resnet18.mspec:12
-        add = bn2 + x  # [B, 256, 14, 14]  resnet18.mspec:19
-        relu_1 = F.relu(add)  # [B, 256, 14, 14]  resnet18.mspec:19
+        add = bn2.add_(x)  # [B, 256, 14, 14]  resnet18.mspec:19
+        relu_1 = F.relu(add, inplace=True)  # [B, 256, 14, 14]  resnet18.mspec:19
         return relu_1
 
 
@@ -136,13 +136,13 @@ class BasicBlock_5(nn.Module):
     def forward(self, x):
         conv1 = self.conv1(x)  # [B, 512, 7, 7]  resnet18.mspec:8
         bn1 = self.bn1(conv1)  # [B, 512, 7, 7]  resnet18.mspec:9
-        relu = F.relu(bn1)  # [B, 512, 7, 7]  resnet18.mspec:10
+        relu = F.relu(bn1, inplace=True)  # [B, 512, 7, 7]  resnet18.mspec:10
         conv2 = self.conv2(relu)  # [B, 512, 7, 7]  resnet18.mspec:11
         bn2 = self.bn2(conv2)  # [B, 512, 7, 7]  resnet18.mspec:12
         down_conv = self.down_conv(x)  # [B, 512, 7, 7]  resnet18.mspec:16
         down_bn = self.down_bn(down_conv)  # [B, 512, 7, 7]  resnet18.mspec:17
-        add = bn2 + down_bn  # [B, 512, 7, 7]  resnet18.mspec:19
-        relu_1 = F.relu(add)  # [B, 512, 7, 7]  resnet18.mspec:19
+        add = bn2.add_(down_bn)  # [B, 512, 7, 7]  resnet18.mspec:19
+        relu_1 = F.relu(add, inplace=True)  # [B, 512, 7, 7]  resnet18.mspec:19
         return relu_1
 
 
@@ -159,11 +159,11 @@ class BasicBlock_6(nn.Module):
     def forward(self, x):
         conv1 = self.conv1(x)  # [B, 512, 7, 7]  resnet18.mspec:8
         bn1 = self.bn1(conv1)  # [B, 512, 7, 7]  resnet18.mspec:9
-        relu = F.relu(bn1)  # [B, 512, 7, 7]  resnet18.mspec:10
+        relu = F.relu(bn1, inplace=True)  # [B, 512, 7, 7]  resnet18.mspec:10
         conv2 = self.conv2(relu)  # [B, 512, 7, 7]  resnet18.mspec:11
         bn2 = self.bn2(conv2)  # [B, 512, 7, 7]  resnet18.mspec:12
-        add = bn2 + x  # [B, 512, 7, 7]  resnet18.mspec:19
-        relu_1 = F.relu(add)  # [B, 512, 7, 7]  resnet18.mspec:19
+        add = bn2.add_(x)  # [B, 512, 7, 7]  resnet18.mspec:19
+        relu_1 = F.relu(add, inplace=True)  # [B, 512, 7, 7]  resnet18.mspec:19
         return relu_1
 
 
@@ -187,7 +187,7 @@ class ResNet18(nn.Module):
     def forward(self, image):
         conv1 = self.conv1(image)  # [B, 64, 112, 112]  resnet18.mspec:25
         bn1 = self.bn1(conv1)  # [B, 64, 112, 112]  resnet18.mspec:26
-        relu = F.relu(bn1)  # [B, 64, 112, 112]  resnet18.mspec:27
+        relu = F.relu(bn1, inplace=True)  # [B, 64, 112, 112]  resnet18.mspec:27
         maxpool = F.max_pool2d(relu, kernel_size=3, stride=2, padding=1)  # [B, 64, 56, 56]  resnet18.mspec:28
         layer1_0 = self.layer1_0(maxpool)  # [B, 64, 56, 56]  resnet18.mspec:29
         layer1_1 = self.layer1_1(layer1_0)  # [B, 64, 56, 56]  resnet18.mspec:29

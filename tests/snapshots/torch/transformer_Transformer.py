@@ -108,7 +108,7 @@ class FeedForward(nn.Module):
 
     def forward(self, x):
         fc = self.fc(x)  # [B, S, 2048]  transformer.mspec:50
-        relu = F.relu(fc)  # [B, S, 2048]  transformer.mspec:50
+        relu = F.relu(fc, inplace=True)  # [B, S, 2048]  transformer.mspec:50
         dropout = F.dropout(relu, p=0.1, training=self.training)  # [B, S, 2048]  transformer.mspec:50
         proj = self.proj(dropout)  # [B, S, 512]  transformer.mspec:51
         dropout_1 = F.dropout(proj, p=0.1, training=self.training)  # [B, S, 512]  transformer.mspec:51
@@ -215,7 +215,7 @@ class FeedForward_1(nn.Module):
 
     def forward(self, x):
         fc = self.fc(x)  # [B, T, 2048]  transformer.mspec:50
-        relu = F.relu(fc)  # [B, T, 2048]  transformer.mspec:50
+        relu = F.relu(fc, inplace=True)  # [B, T, 2048]  transformer.mspec:50
         dropout = F.dropout(relu, p=0.1, training=self.training)  # [B, T, 2048]  transformer.mspec:50
         proj = self.proj(dropout)  # [B, T, 512]  transformer.mspec:51
         dropout_1 = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 512]  transformer.mspec:51

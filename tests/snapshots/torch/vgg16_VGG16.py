@@ -17,7 +17,7 @@ class ConvLayer(nn.Module):
 
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 64, 224, 224]  vgg16.mspec:7
-        relu = F.relu(conv2d)  # [B, 64, 224, 224]  vgg16.mspec:7
+        relu = F.relu(conv2d, inplace=True)  # [B, 64, 224, 224]  vgg16.mspec:7
         return relu
 
 
@@ -30,7 +30,7 @@ class ConvLayer_1(nn.Module):
 
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 64, 224, 224]  vgg16.mspec:7
-        relu = F.relu(conv2d)  # [B, 64, 224, 224]  vgg16.mspec:7
+        relu = F.relu(conv2d, inplace=True)  # [B, 64, 224, 224]  vgg16.mspec:7
         return relu
 
 
@@ -58,7 +58,7 @@ class ConvLayer_2(nn.Module):
 
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 128, 112, 112]  vgg16.mspec:7
-        relu = F.relu(conv2d)  # [B, 128, 112, 112]  vgg16.mspec:7
+        relu = F.relu(conv2d, inplace=True)  # [B, 128, 112, 112]  vgg16.mspec:7
         return relu
 
 
@@ -71,7 +71,7 @@ class ConvLayer_3(nn.Module):
 
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 128, 112, 112]  vgg16.mspec:7
-        relu = F.relu(conv2d)  # [B, 128, 112, 112]  vgg16.mspec:7
+        relu = F.relu(conv2d, inplace=True)  # [B, 128, 112, 112]  vgg16.mspec:7
         return relu
 
 
@@ -99,7 +99,7 @@ class ConvLayer_4(nn.Module):
 
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 256, 56, 56]  vgg16.mspec:7
-        relu = F.relu(conv2d)  # [B, 256, 56, 56]  vgg16.mspec:7
+        relu = F.relu(conv2d, inplace=True)  # [B, 256, 56, 56]  vgg16.mspec:7
         return relu
 
 
@@ -112,7 +112,7 @@ class ConvLayer_5(nn.Module):
 
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 256, 56, 56]  vgg16.mspec:7
-        relu = F.relu(conv2d)  # [B, 256, 56, 56]  vgg16.mspec:7
+        relu = F.relu(conv2d, inplace=True)  # [B, 256, 56, 56]  vgg16.mspec:7
         return relu
 
 
@@ -140,7 +140,7 @@ class ConvLayer_6(nn.Module):
 
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 512, 28, 28]  vgg16.mspec:7
-        relu = F.relu(conv2d)  # [B, 512, 28, 28]  vgg16.mspec:7
+        relu = F.relu(conv2d, inplace=True)  # [B, 512, 28, 28]  vgg16.mspec:7
         return relu
 
 
@@ -153,7 +153,7 @@ class ConvLayer_7(nn.Module):
 
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 512, 28, 28]  vgg16.mspec:7
-        relu = F.relu(conv2d)  # [B, 512, 28, 28]  vgg16.mspec:7
+        relu = F.relu(conv2d, inplace=True)  # [B, 512, 28, 28]  vgg16.mspec:7
         return relu
 
 
@@ -181,7 +181,7 @@ class ConvLayer_8(nn.Module):
 
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 512, 14, 14]  vgg16.mspec:7
-        relu = F.relu(conv2d)  # [B, 512, 14, 14]  vgg16.mspec:7
+        relu = F.relu(conv2d, inplace=True)  # [B, 512, 14, 14]  vgg16.mspec:7
         return relu
 
 
@@ -223,10 +223,10 @@ class VGG16(nn.Module):
         adaptive_avgpool = F.adaptive_avg_pool2d(convstage_4, output_size=7)  # [B, 512, 7, 7]  vgg16.mspec:21
         flatten = adaptive_avgpool.flatten(1, -1)  # [B, 25088]  vgg16.mspec:22
         fc1 = self.fc1(flatten)  # [B, 4096]  vgg16.mspec:23
-        relu = F.relu(fc1)  # [B, 4096]  vgg16.mspec:24
+        relu = F.relu(fc1, inplace=True)  # [B, 4096]  vgg16.mspec:24
         dropout = F.dropout(relu, p=0.5, training=self.training)  # [B, 4096]  vgg16.mspec:25
         fc2 = self.fc2(dropout)  # [B, 4096]  vgg16.mspec:26
-        relu_1 = F.relu(fc2)  # [B, 4096]  vgg16.mspec:27
+        relu_1 = F.relu(fc2, inplace=True)  # [B, 4096]  vgg16.mspec:27
         dropout_1 = F.dropout(relu_1, p=0.5, training=self.training)  # [B, 4096]  vgg16.mspec:28
         fc3 = self.fc3(dropout_1)  # [B, 1000]  vgg16.mspec:29
         return fc3
