@@ -43,7 +43,16 @@ def mspec_train_components() -> list:
 def mspec_backends() -> list:
     """Return backend objects: `name`, `description`, `file_suffix`,
     `generate(program, model) -> str` (the source `mspec compile` writes) and
-    `build(program, model, **options)` (a runnable module)."""
+    `build(program, model, **options)` (a runnable module).
+
+    A backend whose output is a binary file (ONNX, a compiled archive) sets
+    `binary = True` and adds `write(program, model, path, **options)`, which
+    writes `path` itself (and any files beside it). `mspec compile -o PATH`
+    calls it instead of `generate`, passing `checkpoint=` when `--checkpoint`
+    is given, and refuses a binary backend without `-o`. `write` reports a
+    spec it cannot express by raising `CompileError` and an option whose
+    value does not fit (a checkpoint of another model) by raising
+    `ValueError` with a message naming the option and the value."""
 
 
 @hookspec

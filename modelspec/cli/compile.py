@@ -1,4 +1,6 @@
-"""`mspec compile FILE`: write the source a backend generates for a model."""
+"""`mspec compile FILE`: write the source a backend generates for a model, or
+the file a binary backend writes itself (`binary = True` and `write()`, see
+`mspec_backends` in modelspec/hookspec.py)."""
 
 from __future__ import annotations
 
@@ -44,13 +46,36 @@ def pick_model(program, file: str, model: str | None) -> str:
     return model
 
 
+def write_binary(chosen, program, name: str, output: Path, checkpoint: Path | None, sources) -> None:
+    """Let a binary backend write `output` itself; its errors become messages, not tracebacks."""
+    from modelspec.diagnostics import CompileError
+
+    options = {} if checkpoint is None else {"checkpoint": checkpoint}
+    try:
+        chosen.write(program, name, output, **options)
+    except CompileError as exc:
+        report(exc.diagnostics, sources)
+        raise SystemExit(1) from None
+    except ValueError as exc:  # the protocol's "an option's value does not fit": the message names it
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
 @click.command("compile")
 @click.argument("file", type=click.Path(path_type=str))
 @click.option("--model", help="the model to compile (default: the last one declared in FILE)")
 @click.option("-b", "--backend", "backend_name", default="torch", show_default=True, help="backend to lower through")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="file to write (default: stdout)")
-def compile_command(file: str, model: str | None, backend_name: str, output: Path | None) -> None:
-    """Lower a model of FILE through a backend and write the source."""
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    help="weights for a backend that writes them (e.g. onnx): a `mspec train` checkpoint folder",
+)
+def compile_command(
+    file: str, model: str | None, backend_name: str, output: Path | None, checkpoint: Path | None
+) -> None:
+    """Lower a model of FILE through a backend and write the source (or the file a binary backend writes)."""
     from modelspec.api import backend, compile_program
     from modelspec.diagnostics import CompileError
 
@@ -62,7 +87,16 @@ def compile_command(file: str, model: str | None, backend_name: str, output: Pat
     if has_errors(diagnostics):
         report(diagnostics, sources)
         raise SystemExit(1)
+    binary = getattr(chosen, "binary", False)
+    if binary and output is None:
+        raise click.UsageError(f"the {backend_name} backend writes a binary file, not text for stdout: give -o FILE")
+    if checkpoint is not None and not binary:
+        raise click.BadParameter(f"the {backend_name} backend writes no weights", param_hint="--checkpoint")
     name = pick_model(program, file, model)
+    if binary:
+        write_binary(chosen, program, name, output, checkpoint, sources)
+        click.echo(f"wrote {output} (model {name}, backend {backend_name})", err=True)
+        return
     try:
         text = chosen.generate(program, name)
     except CompileError as exc:
