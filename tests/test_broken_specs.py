@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from modelspec import plugins
 from modelspec.api import check
 from modelspec.cli import main
 from modelspec.diagnostics.codes import CODES, markdown
@@ -56,6 +57,7 @@ PENDING: dict[str, str] = {}
 # Codes that no spec file can trigger: code -> why.
 NOT_FROM_A_SPEC = {
     "E0005": "a file that cannot be read (missing, a folder, no permission) is a fact of the file system",
+    "E0105": "a fault of a plugin's op: tests/plugins/test_plugin_faults.py installs broken plugins",
     "E0501": "`mspec summary --input` sizes: command-line input, not a spec",
     "E9999": "an internal error: a bug in modelspec, and none is known to be triggerable",
 }
@@ -88,6 +90,9 @@ def snapshot_specs() -> list[str]:
 
 def run(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
     monkeypatch.chdir(REPO)
+    # Built-ins only: notes that list the known ops or optimizers must not
+    # depend on which third-party plugins this environment has installed.
+    monkeypatch.setattr(plugins, "_default", plugins.PluginManager(allow=()))
     monkeypatch.setenv("NO_COLOR", "1")
     code = main(args)
     out, err = capsys.readouterr()

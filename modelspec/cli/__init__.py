@@ -11,19 +11,37 @@ import sys
 import click
 
 from modelspec.cli.check import check_command
+from modelspec.cli.common import warn_about_plugins
 from modelspec.cli.compile import compile_command
 from modelspec.cli.fmt import fmt_command
 from modelspec.cli.generate import generate_command
 from modelspec.cli.graph import graph_command
+from modelspec.cli.ops import ops_command
 from modelspec.cli.plot import plot_command
+from modelspec.cli.plugins import plugins_command
 from modelspec.cli.summary import summary_command
 from modelspec.cli.train import train_command
+
+# Subcommands that read the plugin registry: they warn about plugins that failed to load.
+USES_PLUGINS = {"check", "compile", "summary", "graph", "generate", "train", "ops"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="modelspec", prog_name="mspec")
-def cli() -> None:
+@click.option(
+    "--no-plugins",
+    is_flag=True,
+    help="start without third-party plugins (built-ins only); MSPEC_LOAD_PLUGINS=a,b loads only those",
+)
+@click.pass_context
+def cli(ctx: click.Context, no_plugins: bool) -> None:
     """modelspec: check, summarise and compile .mspec model specs."""
+    from modelspec import plugins
+
+    if no_plugins:
+        plugins.configure(entry_points=True, allow=())
+    if ctx.invoked_subcommand in USES_PLUGINS:
+        warn_about_plugins()
 
 
 cli.add_command(check_command)
@@ -34,6 +52,8 @@ cli.add_command(generate_command)
 cli.add_command(graph_command)
 cli.add_command(train_command)
 cli.add_command(plot_command)
+cli.add_command(plugins_command)
+cli.add_command(ops_command)
 
 
 def main(argv: list[str] | None = None) -> int:

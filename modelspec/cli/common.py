@@ -36,3 +36,12 @@ def report(diagnostics: list[Diagnostic], sources: SourceMap, fmt: str = "human"
 
 def has_errors(diagnostics: list[Diagnostic]) -> bool:
     return any(d.severity is Severity.ERROR for d in diagnostics)
+
+
+def warn_about_plugins() -> None:
+    """One line on stderr per plugin problem (a plugin that failed to import,
+    was rejected, raised in a hook, or took a taken name); the command goes on."""
+    from modelspec.plugins import registry
+
+    for problem in registry().problems:
+        click.echo(f"warning: {problem}", err=True)

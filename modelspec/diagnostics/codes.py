@@ -131,9 +131,19 @@ _ALL = [
         "a required plugin is not installed",
         'A `use "PLUGIN"` line names a plugin that is not installed in this environment, so the ops and '
         "components it provides are missing.",
-        'use "modelspec-vision"\n\nmodel Net() {\n    input image: float[B, 3, 224, 224]\n'
+        'use "vision-zoo"\n\nmodel Net() {\n    input image: float[B, 3, 224, 224]\n'
         "    output y = image |> swin_block(96, heads=3)\n}",
         "Install the plugin (`pip install PLUGIN`), or remove the `use` line and what needs it.",
+    ),
+    Code(
+        "E0105",
+        "a plugin's op failed",
+        "An op that a plugin registered raised an exception, or returned something that is not a tensor type, "
+        "parameter list or cost, while checking the call at the marked line. This is a fault in the plugin, "
+        "not in the spec: the message names the plugin, its package and version, and what went wrong, so it "
+        "can be reported to the plugin's authors. A built-in op failing this way is a bug in modelspec.",
+        "$ mspec check net.mspec   # with a plugin whose shape rule raises",
+        "Report it to the plugin's authors; until it is fixed, avoid the call or pin a working version.",
     ),
     # ---- E02xx: names and arguments -----------------------------------------------
     Code(

@@ -69,6 +69,8 @@ def render(registry=None) -> str:
     registry = registry or default_registry()
     by_module: dict[str, list] = {}
     for name in sorted(registry.ops):
+        if not registry.is_builtin(registry.op_owner.get(name, "")):
+            continue  # plugins document their own ops; this page is modelspec's
         op = registry.ops[name]
         by_module.setdefault(type(op).__module__, []).append(op)
     lines = [BEGIN, ""]

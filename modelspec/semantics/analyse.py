@@ -20,14 +20,26 @@ def collect_decls(sources: Sources, registry, diagnostics: list[Diagnostic]) -> 
     for module in sources.modules:
         for use in module.uses:
             if use.plugin not in registry.plugins:
+                why = registry.why_missing(use.plugin)
+                third_party = [
+                    name
+                    for plugin, info in registry.info.items()
+                    if not info.builtin and info.loaded
+                    for name in (plugin, info.distribution)
+                    if name
+                ]
                 diagnostics.append(
                     error(
                         "E0104",
-                        f"this spec needs the plugin `{use.plugin}`, which is not installed",
+                        f"this spec needs the plugin `{use.plugin}`, which is "
+                        + (f"installed but {why}" if why else "not installed"),
                         use.span,
                         "required here",
-                        help=suggestion(use.plugin, [p for p in registry.plugins if not p.startswith("modelspec")])
-                        or f"install it: `pip install {use.plugin}`",
+                        help=None
+                        if why
+                        else suggestion(use.plugin, third_party)
+                        or registry.hint(plugin=use.plugin)
+                        or f"install the package that provides it (`pip install {use.plugin}`?)",
                     )
                 )
         for decl in module.decls:
@@ -120,7 +132,7 @@ class Analyser:
         callables = set(self.registry.ops) | {n for n, d in self.decls.items() if isinstance(d, ast.ModelDecl)}
         for decl in self.decls.values():
             if isinstance(decl, ast.ModelDecl) and decl.name not in elaborated:
-                self.diagnostics.extend(resolve_names(decl, callables))
+                self.diagnostics.extend(resolve_names(decl, callables, self.registry.hint))
 
     # ---- models ------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from modelspec.diagnostics.render import NameIndex
 from modelspec.ir.dims import Dim
 from modelspec.ir.graph import Constraint, Graph, Node, Param
 from modelspec.ir.types import DTYPES, TensorType, is_float
-from modelspec.ops.base import OpSpec, ShapeError
+from modelspec.ops.base import Cost, OpSpec, ParamSpec, ShapeError
 from modelspec.semantics import constants as C
 from modelspec.semantics.values import POISON, RecordValue, TensorValue, describe
 from modelspec.syntax import ast
@@ -807,7 +807,7 @@ class Elaborator:
                     f"unknown layer `{name}`",
                     name_span,
                     "no op, block or model has this name",
-                    help=suggestion(name, known),
+                    help=suggestion(name, known) or self.registry.hint(op=name),
                 )
             )
         if decl is not None and not isinstance(decl, ast.ModelDecl):
@@ -1004,18 +1004,32 @@ class Elaborator:
                 )
             )
         clean = {k: _arg_value(v) for k, v in kwargs.items()}
+        stage = "argument model (`Args`)"
         try:
             args = op.Args.model_validate(clean)
-        except ValidationError as exc:
-            raise CompileError(self.argument_errors(op, op_name, exc, spans, whole.span)) from None
-        types = [v.type for v in inputs]
-        try:
+            types = [v.type for v in inputs]
+            stage = "shape rule (`infer`)"
             out = op.infer(types, args)
             outputs = list(out) if isinstance(out, tuple | list) else [out]
-            params = op.params(types, args, outputs[0])
-            cost = op.cost(types, args, outputs[0])
+            wrong = _not_a_type(outputs)
+            if wrong is None:
+                stage = "parameters (`params`)"
+                params = op.params(types, args, outputs[0])
+                wrong = _not_params(params)
+            if wrong is None:
+                stage = "cost (`cost`)"
+                cost = op.cost(types, args, outputs[0])
+                wrong = None if isinstance(cost, Cost) else f"returned {cost!r:.60}, not a `Cost`"
+        except ValidationError as exc:
+            raise CompileError(self.argument_errors(op, op_name, exc, spans, whole.span)) from None
         except ShapeError as exc:
             raise CompileError(self.shape_error(exc, op_name, inputs, input_spans, spans, whole.span)) from None
+        except Exception as exc:  # the op's own code broke: its plugin's fault, not the spec's
+            raise CompileError(
+                self.op_fault(op_name, stage, f"raised {type(exc).__name__}: {exc}", whole.span)
+            ) from None
+        if wrong is not None:
+            raise CompileError(self.op_fault(op_name, stage, wrong, whole.span))
         for param in params:
             if param.tied_to:
                 self.check_tie(param, frame, spans.get("tie", whole.span))
@@ -1051,6 +1065,17 @@ class Elaborator:
         return RecordValue(
             {str(k): TensorValue(f"{name}:{k}", t, whole.span) for k, t in enumerate(outputs)}, whole.span
         )
+
+    def op_fault(self, op_name: str, stage: str, what: str, span: Span) -> Diagnostic:
+        """An op's code failed while checking a call: blame its plugin, at the call."""
+        owner = self.registry.op_owner.get(op_name, "?")
+        if self.registry.is_builtin(owner):
+            who = f"the built-in op `{op_name}`"
+            note = "this is a bug in modelspec, not in the spec; please report it"
+        else:
+            who = f"the op `{op_name}` of the plugin {self.registry.describe(owner)}"
+            note = f"this is a fault in the plugin `{owner}`, not in the spec; report it to the plugin's authors"
+        return error("E0105", f"{who} failed: its {stage} {what}", span, "while checking this call", notes=[note])
 
     def initialiser(self, arg: ast.KeywordArg, frame: Frame) -> tuple[dict, Span]:
         """`init=normal(0.02)`: validated against modelspec.ops.init."""
@@ -1474,6 +1499,22 @@ def _with_origin(value: Any, origin: Span) -> Any:
     if isinstance(value, TensorValue):
         return TensorValue(value.ref, value.type, origin, value.label)
     return value
+
+
+def _not_a_type(outputs: list) -> str | None:
+    for out in outputs:
+        if not isinstance(out, TensorType):
+            return f"returned {out!r:.60}, not a tensor type (`TensorType`)"
+    return None if outputs else "returned no output type"
+
+
+def _not_params(params) -> str | None:
+    if not isinstance(params, list | tuple):
+        return f"returned {params!r:.60}, not a list of `ParamSpec`"
+    for param in params:
+        if not isinstance(param, ParamSpec):
+            return f"returned {param!r:.60} in its list, not a `ParamSpec`"
+    return None
 
 
 def _param(p) -> Param:

@@ -10,18 +10,30 @@ in library blocks before anyone calls them.
 
 from __future__ import annotations
 
+import dataclasses
+
 from modelspec.diagnostics import Diagnostic, error, suggestion
 from modelspec.syntax import ast
 
 
-def resolve_names(decl: ast.ModelDecl, callables: set[str]) -> list[Diagnostic]:
+def resolve_names(decl: ast.ModelDecl, callables: set[str], hint=None) -> list[Diagnostic]:
     bound = {p.name for p in decl.params}
     out: list[Diagnostic] = []
     for param in decl.params:
         if param.default is not None:
             _check_expr(param.default, bound, callables, out)
     _check_body(decl.body, bound, callables, out)
+    if hint is not None:  # "provided by the plugin package X" for an op of a missing plugin
+        out = [_with_hint(d, hint) for d in out]
     return out
+
+
+def _with_hint(diagnostic: Diagnostic, hint) -> Diagnostic:
+    prefix = "unknown layer `"
+    if diagnostic.code != "E0202" or diagnostic.help or not diagnostic.message.startswith(prefix):
+        return diagnostic
+    found = hint(op=diagnostic.message[len(prefix) : -1])
+    return dataclasses.replace(diagnostic, help=found) if found else diagnostic
 
 
 def _check_body(body, bound: set[str], callables: set[str], out: list[Diagnostic]) -> None:

@@ -1,5 +1,5 @@
 # `swin_block` comes from a plugin that is not installed here.
-use "modelspec-vision"
+use "vision-zoo"
 
 model Net() {
     input image: float[B, 3, 224, 224]

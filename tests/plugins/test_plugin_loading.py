@@ -1,0 +1,183 @@
+"""Discovery and loading: every way a third-party plugin can be broken is
+reported naming it, and everything else keeps working."""
+
+from __future__ import annotations
+
+from modelspec.plugins import BUILTIN_PLUGINS, PluginManager
+
+
+def test_an_installed_plugin_is_discovered_with_its_distribution(fake_site):
+    fake_site.add("doubler", fake_site.GOOD_OP, dist="mspec-doubler", version="1.2.3")
+    registry = PluginManager().registry
+    assert registry.op("double") is not None
+    assert registry.op_owner["double"] == "doubler"
+    info = registry.info["doubler"]
+    assert (info.origin, info.distribution, info.version) == ("entry point", "mspec-doubler", "1.2.3")
+    assert info.location and info.location.endswith(".py")
+    assert {"doubler", "mspec-doubler"} <= registry.plugins  # what `use "..."` may name
+    assert registry.problems == []
+
+
+def test_a_plugin_that_fails_to_import_is_named_and_the_rest_loads(fake_site):
+    fake_site.add("broken", "import no_such_module_anywhere\n")
+    fake_site.add("doubler", fake_site.GOOD_OP)
+    registry = PluginManager().registry
+    assert registry.op("double") is not None and registry.op("linear") is not None
+    [problem] = registry.problems
+    assert problem.plugin == "broken"
+    assert "cannot be imported" in problem.message and "no_such_module_anywhere" in problem.message
+    assert not registry.info["broken"].loaded
+    assert "broken" not in registry.plugins
+
+
+def test_a_plugin_that_exits_while_importing_does_not_stop_modelspec(fake_site):
+    fake_site.add("quitter", "raise SystemExit(3)\n")
+    registry = PluginManager().registry
+    assert [p.plugin for p in registry.problems] == ["quitter"]
+    assert registry.op("linear") is not None
+
+
+def test_a_hook_that_raises_is_named_with_the_hook(fake_site):
+    fake_site.add(
+        "raiser",
+        """
+        from modelspec.hookspec import hookimpl
+
+        @hookimpl
+        def mspec_ops():
+            raise RuntimeError("boom")
+        """,
+    )
+    registry = PluginManager().registry
+    [problem] = registry.problems
+    assert problem.plugin == "raiser"
+    assert "`mspec_ops` raised RuntimeError: boom" in problem.message
+    assert len([o for o in registry.op_owner.values() if o == "modelspec.ops.builtin"]) == 45
+
+
+def test_a_name_already_taken_names_both_plugins_and_the_name(fake_site):
+    fake_site.add(
+        "thief",
+        """
+        from modelspec.hookspec import hookimpl
+        from modelspec.ops.linear import Linear
+
+        @hookimpl
+        def mspec_ops():
+            return [Linear()]
+        """,
+    )
+    registry = PluginManager().registry
+    [problem] = registry.problems
+    assert problem.plugin == "thief"
+    assert "op `linear` is already registered by `modelspec.ops.builtin`" in problem.message
+    assert registry.op_owner["linear"] == "modelspec.ops.builtin"  # the first registration stays
+
+
+def test_two_third_party_plugins_claiming_one_op(fake_site):
+    fake_site.add("first", fake_site.GOOD_OP, dist="aaa-first")
+    fake_site.add("second", fake_site.GOOD_OP, dist="bbb-second")
+    registry = PluginManager().registry
+    assert registry.op_owner["double"] == "first"
+    [problem] = registry.problems
+    assert problem.plugin == "second" and "`double` is already registered by `first`" in problem.message
+
+
+def test_a_hook_implementation_with_a_wrong_signature_is_rejected_at_load(fake_site):
+    fake_site.add(
+        "badsig",
+        """
+        from modelspec.hookspec import hookimpl
+
+        @hookimpl
+        def mspec_ops(config):
+            return []
+        """,
+    )
+    manager = PluginManager()
+    [problem] = manager.registry.problems
+    assert problem.plugin == "badsig"
+    assert "does not fit its specification" in problem.message and "config" in problem.message
+    assert not manager.registry.info["badsig"].loaded
+    assert manager.hooks.get_plugin("badsig") is None
+
+
+def test_an_unknown_hook_name_is_rejected_at_load_naming_it(fake_site):
+    fake_site.add(
+        "typo",
+        """
+        from modelspec.hookspec import hookimpl
+
+        @hookimpl
+        def mspec_op():
+            return []
+        """,
+    )
+    [problem] = PluginManager().registry.problems
+    assert problem.plugin == "typo" and "`mspec_op`" in problem.message and "mspec_ops" in problem.message
+
+
+def test_a_hook_returning_the_wrong_things_is_reported_and_the_good_ones_kept(fake_site):
+    fake_site.add(
+        "sloppy",
+        """
+        from modelspec.hookspec import hookimpl
+        from modelspec.ops.base import OpSpec
+
+        class Fine(OpSpec):
+            name = "fine"
+            def infer(self, inputs, args):
+                return inputs[0]
+
+        @hookimpl
+        def mspec_ops():
+            return ["not an op", Fine()]
+
+        @hookimpl
+        def mspec_backends():
+            return 42
+        """,
+    )
+    registry = PluginManager().registry
+    assert registry.op("fine") is not None
+    messages = sorted(p.message for p in registry.problems)
+    assert len(messages) == 2
+    assert "`mspec_backends` must return a list, not int" in messages[0]
+    assert "`mspec_ops` returned 'not an op', which is not an `OpSpec`" in messages[1]
+
+
+def test_allowlist_loads_only_the_named_plugins(fake_site, monkeypatch):
+    fake_site.add("doubler", fake_site.GOOD_OP, dist="mspec-doubler")
+    fake_site.add("broken", "import no_such_module_anywhere\n")
+    monkeypatch.setenv("MSPEC_LOAD_PLUGINS", " mspec-doubler ,")  # by distribution name, spaces ignored
+    registry = PluginManager().registry
+    assert registry.op("double") is not None
+    assert registry.problems == []  # the broken one was never imported
+    assert "MSPEC_LOAD_PLUGINS" in registry.info["broken"].reason
+    monkeypatch.setenv("MSPEC_LOAD_PLUGINS", "doubler")  # by entry-point name
+    assert PluginManager().registry.op("double") is not None
+
+
+def test_an_empty_allowlist_loads_no_third_party_plugin_but_every_builtin(fake_site, monkeypatch):
+    fake_site.add("doubler", fake_site.GOOD_OP)
+    monkeypatch.setenv("MSPEC_LOAD_PLUGINS", "")
+    registry = PluginManager().registry
+    assert registry.op("double") is None
+    assert not registry.info["doubler"].loaded
+    assert registry.backend("torch") is not None  # the torch backend is modelspec's own entry point
+    assert registry.info["torch"].builtin
+    assert len(registry.ops) == 45
+
+
+def test_builtins_come_through_the_hooks_only():
+    # Without the built-in plugin modules registered, modelspec knows no op and no optimizer:
+    # nothing reaches the registry except through the hooks.
+    manager = PluginManager(entry_points=False)
+    for name in BUILTIN_PLUGINS:
+        manager.unregister(name)
+    registry = manager.registry
+    assert registry.ops == {} and registry.components == {} and registry.backends == {}
+    full = PluginManager(allow=()).registry
+    assert set(full.op_owner.values()) == {"modelspec.ops.builtin"}
+    assert set(full.component_owner.values()) == {"modelspec.train.components"}
+    assert set(full.backend_owner.values()) == set(full.lowering_owner.values()) == {"torch"}
