@@ -38,7 +38,8 @@ model Seq(width: int = 16) {
     h = x |> linear(width, name=inp) |> gelu(approximate="tanh")
     half = h |> reshape(B, T * 2, width // 2) |> rmsnorm(name=norm) |> reshape(B, T, width)
     pooled = half |> transpose(1, 2) |> maxpool1d(2, ceil_mode=false)
-    output y = concat(pooled |> mean(2, keepdim=true), pooled |> permute(0, 2, 1) |> mean(1) |> reshape(B, width, 1), dim=2)
+    across = pooled |> permute(0, 2, 1) |> mean(1) |> reshape(B, width, 1)
+    output y = concat(pooled |> mean(2, keepdim=true), across, dim=2)
 }
 """
 
