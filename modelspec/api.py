@@ -88,7 +88,7 @@ def backend(name: str):
         from modelspec.diagnostics import suggestion
 
         known = sorted(registry().backends)
-        hint = suggestion(name, known) or "backends: " + ", ".join(known)
+        hint = registry().hint(backend=name) or suggestion(name, known) or "backends: " + ", ".join(known)
         raise ValueError(f"no backend named {name!r} ({hint})")
     return found
 

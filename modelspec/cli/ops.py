@@ -63,7 +63,7 @@ def ops_command(name: str | None, as_json: bool) -> None:
     if op is None:
         from modelspec.diagnostics import suggestion
 
-        hint = suggestion(name, registry.ops) or registry.hint(op=name) or "`mspec ops` lists them"
+        hint = registry.hint(op=name) or suggestion(name, registry.ops) or "`mspec ops` lists them"
         raise click.BadParameter(f"no op named {name!r} ({hint})", param_hint="NAME")
     details = op_details(registry, op)
     if as_json:

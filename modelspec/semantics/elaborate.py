@@ -807,7 +807,7 @@ class Elaborator:
                     f"unknown layer `{name}`",
                     name_span,
                     "no op, block or model has this name",
-                    help=suggestion(name, known) or self.registry.hint(op=name),
+                    help=self.registry.hint(op=name) or suggestion(name, known),
                 )
             )
         if decl is not None and not isinstance(decl, ast.ModelDecl):

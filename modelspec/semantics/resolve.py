@@ -23,14 +23,14 @@ def resolve_names(decl: ast.ModelDecl, callables: set[str], hint=None) -> list[D
         if param.default is not None:
             _check_expr(param.default, bound, callables, out)
     _check_body(decl.body, bound, callables, out)
-    if hint is not None:  # "provided by the plugin package X" for an op of a missing plugin
+    if hint is not None:  # "provided by the plugin package X" beats "did you mean" for a known plugin's op
         out = [_with_hint(d, hint) for d in out]
     return out
 
 
 def _with_hint(diagnostic: Diagnostic, hint) -> Diagnostic:
     prefix = "unknown layer `"
-    if diagnostic.code != "E0202" or diagnostic.help or not diagnostic.message.startswith(prefix):
+    if diagnostic.code != "E0202" or not diagnostic.message.startswith(prefix):
         return diagnostic
     found = hint(op=diagnostic.message[len(prefix) : -1])
     return dataclasses.replace(diagnostic, help=found) if found else diagnostic

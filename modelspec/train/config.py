@@ -517,7 +517,7 @@ class _Checker:
                 f"unknown {kind} `{call.name}`",
                 call.name_span,
                 f"not {_article(kind)} {kind}",
-                help=suggestion(call.name, names) or self.registry.hint(component=(kind, call.name)),
+                help=self.registry.hint(component=(kind, call.name)) or suggestion(call.name, names),
                 notes=[f"the {plural} are: {', '.join(names)}"],
             )
             return None
