@@ -29,6 +29,7 @@ from modelspec_onnx.weights import UNUSED_BUFFERS, CheckpointWeights, Parameter,
 
 OPSET = 18
 IR_VERSION = 9  # what onnxruntime releases of the last two years all read
+NO_LOWERING = "no ONNX lowering"
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # bytes of initializers; a protobuf file cannot exceed 2 GB
 
 
@@ -116,7 +117,7 @@ class Exporter:
         types = [graph.value_type(v) for v in node.inputs]
         lowering = self.lowerings.get(node.op)
         if lowering is None:
-            self.problems.append(Problem(node, "has no lowering"))
+            self.problems.append(Problem(node, NO_LOWERING))
             return placeholder
         reason = lowering.check(node, types) if lowering.check else None
         if reason:
@@ -152,25 +153,22 @@ class Exporter:
                 unique.append(p)
         ops = sorted({p.node.op for p in unique})
         first = unique[0]
-        labels = [Label(p.node.span, f"`{p.node.op}` {p.reason}") for p in unique[1:] if p.node.span is not None]
-        notes = []
-        for p in unique:
-            where = f" ({p.node.span.file}:{p.node.span.line})" if p.node.span else ""
-            notes.append(f"`{p.node.op}`{where} {p.reason}")
-        for op in ops:
+        labels = [Label(p.node.span, f"`{p.node.op}`: {p.reason}") for p in unique[1:] if p.node.span is not None]
+        # Labels show where; notes say what the labels cannot: calls without a place, other backends.
+        notes = [f"`{p.node.op}` {p.reason}" for p in unique[1:] if p.node.span is None]
+        for op in sorted({p.node.op for p in unique if p.reason == NO_LOWERING}):
             others = self.other_backends.get(op)
-            if others:
-                notes.append(f"backends that lower `{op}`: {', '.join(others)}")
+            notes.append(f"backends that lower `{op}`: {', '.join(others)}" if others else f"no backend lowers `{op}`")
         shown = ", ".join(f"`{op}`" for op in ops)
         if len(unique) == 1:
-            message = f"the op `{first.node.op}` cannot be exported to ONNX: it {first.reason}"
+            message = f"the op `{first.node.op}` cannot be exported to ONNX"
         else:
             message = f"{len(unique)} op calls cannot be exported to ONNX ({shown})"
         return error(
             "E0603",
             message,
             first.node.span,
-            f"`{first.node.op}` {first.reason}",
+            first.reason if len(unique) == 1 else f"`{first.node.op}`: {first.reason}",
             secondary=labels,
             notes=notes,
             help="compile with a backend that lowers these ops, or write them with ops the ONNX backend lowers",
@@ -274,6 +272,9 @@ def save(model: onnx.ModelProto, path: str | Path, external_threshold: int = EXT
             )
         else:
             onnx.save_model(model, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the result is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

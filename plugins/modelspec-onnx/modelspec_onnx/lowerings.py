@@ -281,7 +281,7 @@ def check_adaptive_avgpool(node, types) -> str | None:
     if all(s.is_const and s.value % o == 0 for s, o in zip(sizes, out)):
         return None
     shown = ", ".join(str(s) for s in sizes)
-    return f"pooling [{shown}] to {tuple(out)} needs sizes that are known multiples of the output size"
+    return f"pools [{shown}] to {tuple(out)}: ONNX needs input sizes that are known multiples of the output size"
 
 
 # ---- elementwise -----------------------------------------------------------------------------------

@@ -166,7 +166,8 @@ class CheckpointWeights:
             shown = ", ".join(f"`{k}`" for k in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
             problems.append(f"it holds weights the model does not have: {shown}")
         if problems:
-            raise CheckpointError(f"checkpoint {self.file} does not fit the model: " + "; ".join(problems))
+            shown = problems[:6] + ([f"and {len(problems) - 6} more problems"] if len(problems) > 6 else [])
+            raise CheckpointError(f"checkpoint {self.file} does not fit the model: " + "; ".join(shown))
 
     def value(self, item: Parameter, aliases: dict[str, list[str]]) -> np.ndarray:
         array = self.tensors[self._stored(item.path, aliases)]
