@@ -165,7 +165,13 @@ def _render_macro(lowering: Lowering, macro: str, context: dict) -> str:
 
 
 def lowerings(registry=None) -> dict[str, Lowering]:
-    if registry is not None and getattr(registry, "lowerings", None):
+    """The torch lowerings of `registry`; None: the process-wide registry, so that plugins' ops lower
+    whichever way the source is generated (`mspec compile`, `build`, or this module's functions)."""
+    if registry is None:
+        from modelspec.plugins import registry as process_registry
+
+        registry = process_registry()
+    if getattr(registry, "lowerings", None):
         return {op: lw for (backend, op), lw in registry.lowerings.items() if backend == BACKEND}
     return {lw.op: lw for lw in LOWERINGS}
 
