@@ -31,6 +31,20 @@ def transformer_base_parameters(vocab=37000, d=512, ff=2048, layers=6) -> int:
     return embeddings + layers * (encoder_layer + decoder_layer)
 
 
+def llama_tiny_parameters(vocab=96, d=96, layers=3, multiple_of=32) -> int:
+    """specs/llama_tiny.mspec counted by hand: LLaMA's layout, no biases, an untied head."""
+    hidden = multiple_of * -(-int(2 * 4 * d / 3) // multiple_of)  # Meta's feed-forward width: 256 here
+    attention = 4 * d * d  # wq, wk, wv, wo; rotary positions have no parameters
+    feed_forward = 3 * d * hidden  # SwiGLU's w1, w2, w3
+    norms = 2 * d  # RMSNorm scales before attention and feed-forward
+    return vocab * d + layers * (attention + feed_forward + norms) + d + d * vocab  # + final norm and head
+
+
+def test_llama_tiny_count_is_derived_independently():
+    program = modelspec.load(SPECS / "llama_tiny.mspec")
+    assert program.summary("LlamaTiny").parameters == llama_tiny_parameters()
+
+
 @pytest.mark.parametrize("path", sorted(SPECS.glob("*.mspec")), ids=lambda p: p.name)
 def test_shipped_spec_checks_cleanly(path):
     assert modelspec.check(path) == []

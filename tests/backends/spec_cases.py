@@ -95,6 +95,9 @@ CASES = [
 # A spec that arrived after the ones above; small enough to test at its declared size.
 if (SPECS / "gpt_tiny.mspec").exists():
     CASES.append(Case("gpt_tiny", str(SPECS / "gpt_tiny.mspec"), "GPTTiny", tokens(96, (2, 21))))
+# Uses the plugins in plugins/modelspec-swiglu and plugins/modelspec-lion (installed for the tests).
+if (SPECS / "llama_tiny.mspec").exists():
+    CASES.append(Case("llama_tiny", str(SPECS / "llama_tiny.mspec"), "LlamaTiny", tokens(96, (2, 19))))
 
 
 @functools.cache

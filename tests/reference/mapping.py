@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import bert, cnn, dcgan, gpt, mlp, resnet, transformer, vgg
+from . import bert, cnn, dcgan, gpt, llama, mlp, resnet, transformer, vgg
 
 Tensors = Mapping[str, torch.Tensor]
 Rule = tuple[str, str | Callable[[re.Match], str]]
@@ -187,6 +187,26 @@ TRANSFORMER_RULES = [
     (rf"(encoder|decoder)\.(\d+)\.feed_forward\.proj\.{_W}", r"\1.layers.\2.feed_forward.w_2.\3"),
 ]
 
+_LLAMA_ATTENTION = {"wq": "q_proj", "wk": "k_proj", "wv": "v_proj", "wo": "o_proj"}
+_LLAMA_MLP = {"w1": "gate_proj", "w3": "up_proj", "w2": "down_proj"}
+
+# Meta's names (specs/llama_tiny.mspec) to Hugging Face's.
+LLAMA_RULES = [
+    (r"tok_embeddings\.weight", "model.embed_tokens.weight"),
+    (r"layers\.(\d+)\.attention_norm\.weight", r"model.layers.\1.input_layernorm.weight"),
+    (r"layers\.(\d+)\.ffn_norm\.weight", r"model.layers.\1.post_attention_layernorm.weight"),
+    (
+        r"layers\.(\d+)\.attention\.(wq|wk|wv|wo)\.weight",
+        lambda m: f"model.layers.{m[1]}.self_attn.{_LLAMA_ATTENTION[m[2]]}.weight",
+    ),
+    (
+        r"layers\.(\d+)\.feed_forward\.(w1|w2|w3)\.weight",
+        lambda m: f"model.layers.{m[1]}.mlp.{_LLAMA_MLP[m[2]]}.weight",
+    ),
+    (r"norm\.weight", "model.norm.weight"),
+    (r"output\.weight", "lm_head.weight"),
+]
+
 # ---- the table -----------------------------------------------------------------------------------
 
 
@@ -233,6 +253,20 @@ def _transformer(hp: dict) -> nn.Module:
     )
 
 
+def _llama(hp: dict) -> nn.Module:
+    return llama.LlamaForCausalLM(
+        llama.LlamaConfig(
+            vocab_size=hp["vocab"],
+            hidden_size=hp["d"],
+            intermediate_size=llama.llama_intermediate_size(hp["d"], hp["multiple_of"]),
+            num_hidden_layers=hp["n_layers"],
+            num_attention_heads=hp["heads"],
+            max_position_embeddings=hp["ctx"],
+            rms_norm_eps=hp["eps"],
+        )
+    )
+
+
 def _renamer(rules: list[Rule]) -> Callable[[Tensors], dict[str, torch.Tensor]]:
     return lambda tensors: rename(tensors, rules)
 
@@ -248,6 +282,7 @@ REFERENCES: dict[str, Reference] = {
     "GPT2": Reference(_gpt, gpt_state_dict),
     "GPTTiny": Reference(_gpt, gpt_state_dict),  # specs/gpt_tiny.mspec: GPT-2's layout, declared anew
     "Transformer": Reference(_transformer, _renamer(TRANSFORMER_RULES)),
+    "LlamaTiny": Reference(_llama, _renamer(LLAMA_RULES)),  # specs/llama_tiny.mspec (plugins swiglu, lion)
 }
 
 
