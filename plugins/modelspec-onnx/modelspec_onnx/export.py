@@ -251,7 +251,10 @@ def initializer_bytes(model: onnx.ModelProto) -> int:
 
 def save(model: onnx.ModelProto, path: str | Path, external_threshold: int = EXTERNAL_DATA_THRESHOLD) -> Path | None:
     """Write `model` to `path`; when its initializers exceed `external_threshold` bytes they go to
-    `<path>.data` beside it (ONNX external data). Returns that file, or None."""
+    `<path>.data` beside it (ONNX external data). Returns that file, or None.
+
+    Writing external data moves the weights out of `model` (onnx does it in place, which spares a
+    copy of gigabytes): export again to keep using the model in memory."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     data = path.with_name(path.name + ".data")
@@ -274,7 +277,8 @@ def save(model: onnx.ModelProto, path: str | Path, external_threshold: int = EXT
             onnx.save_model(model, tmp)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the result is an ordinary file
+        for written in (tmp, data) if external else (tmp,):  # mkstemp's file is private; these are ordinary
+            os.chmod(written, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

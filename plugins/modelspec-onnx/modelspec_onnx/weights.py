@@ -54,49 +54,64 @@ def _gain(nonlinearity: str, a: float) -> float:
     return 1.0  # linear, sigmoid
 
 
-def initial_value(param, rng: np.random.Generator) -> np.ndarray:
-    """A value drawn as `torch.nn.init` would draw it for this parameter's initialiser."""
+def initial_value(param, rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
+    """A value drawn as `torch.nn.init` would draw it for this parameter's initialiser.
+    Floats are drawn in `dtype` and scaled in place: a 2 GB model needs no float64 copy."""
     shape, args, init = tuple(param.shape), dict(param.init_args), param.init
     fan_in, fan_out = _fans(shape) if shape else (1, 1)
     fan_in = args.get("fan_in", fan_in)
+    if not np.issubdtype(dtype, np.floating):  # integer buffers (counters) start at zero
+        return np.zeros(shape, dtype)
+
+    def uniform(low: float, high: float) -> np.ndarray:
+        values = rng.random(shape, dtype=dtype)
+        values *= high - low
+        values += low
+        return values
+
+    def normal(mean: float, std: float) -> np.ndarray:
+        values = rng.standard_normal(shape, dtype=dtype)
+        values *= std
+        values += mean
+        return values
+
     if init in ("zeros", "ones", "constant"):
-        value = {"zeros": 0.0, "ones": 1.0}.get(init, args.get("value"))
-        return np.full(shape, value)
+        return np.full(shape, {"zeros": 0.0, "ones": 1.0}.get(init, args.get("value")), dtype)
     if init == "normal":
-        return rng.normal(args.get("mean", 0.0), args["std"], shape)
+        return normal(args.get("mean", 0.0), args["std"])
     if init == "trunc_normal":
-        low, high = args.get("a", -2.0), args.get("b", 2.0)
-        values = rng.normal(args.get("mean", 0.0), args["std"], shape)
+        mean, std, low, high = args.get("mean", 0.0), args["std"], args.get("a", -2.0), args.get("b", 2.0)
+        values = normal(mean, std)
         outside = (values < low) | (values > high)
         while outside.any():  # redraw what falls outside [a, b]
-            values[outside] = rng.normal(args.get("mean", 0.0), args["std"], int(outside.sum()))
+            values[outside] = mean + std * rng.standard_normal(int(outside.sum()), dtype=dtype)
             outside = (values < low) | (values > high)
         return values
     if init == "uniform":
-        return rng.uniform(args["low"], args["high"], shape)
+        return uniform(args["low"], args["high"])
     if init == "uniform_fan_in":  # torch's default bias of Linear and Conv
         bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        return rng.uniform(-bound, bound, shape)
+        return uniform(-bound, bound)
     if init in ("kaiming_uniform", "kaiming_normal"):
         # Declared by an op without arguments: torch's layer default, kaiming_uniform_(a=sqrt(5)).
         a = args.get("a", math.sqrt(5))
         fan = fan_in if args.get("mode", "fan_in") == "fan_in" else fan_out
         std = _gain(args.get("nonlinearity", "leaky_relu"), a) / math.sqrt(fan)
         if init == "kaiming_normal":
-            return rng.normal(0.0, std, shape)
-        return rng.uniform(-math.sqrt(3.0) * std, math.sqrt(3.0) * std, shape)
+            return normal(0.0, std)
+        return uniform(-math.sqrt(3.0) * std, math.sqrt(3.0) * std)
     if init in ("xavier_uniform", "xavier_normal"):
         std = args.get("gain", 1.0) * math.sqrt(2.0 / (fan_in + fan_out))
         if init == "xavier_normal":
-            return rng.normal(0.0, std, shape)
-        return rng.uniform(-math.sqrt(3.0) * std, math.sqrt(3.0) * std, shape)
+            return normal(0.0, std)
+        return uniform(-math.sqrt(3.0) * std, math.sqrt(3.0) * std)
     if init == "orthogonal":
         rows, cols = shape[0], math.prod(shape[1:])
-        flat = rng.normal(0.0, 1.0, (max(rows, cols), min(rows, cols)))
+        flat = rng.standard_normal((max(rows, cols), min(rows, cols)))
         q, r = np.linalg.qr(flat)
         q *= np.sign(np.diag(r))
         q = q.T if rows < cols else q
-        return args.get("gain", 1.0) * q.reshape(shape)
+        return (args.get("gain", 1.0) * q.reshape(shape)).astype(dtype)
     raise CheckpointError(
         f"no numpy initialiser for `{init}` (parameter {param.name}); export with weights from a checkpoint"
     )
@@ -111,7 +126,7 @@ class SeededWeights:
 
     def value(self, item: Parameter, aliases: dict[str, list[str]]) -> np.ndarray:
         rng = np.random.default_rng([self.seed, zlib.crc32(item.path.encode("utf-8"))])
-        array = initial_value(item.param, rng).astype(NUMPY_TYPES[item.param.dtype])
+        array = initial_value(item.param, rng, NUMPY_TYPES[item.param.dtype])
         padding = item.node.attrs.get("padding_idx") if item.node.op == "embedding" else None
         if padding is not None:  # torch keeps the padding row at zero
             array[padding] = 0
