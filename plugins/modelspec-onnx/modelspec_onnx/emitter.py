@@ -186,7 +186,8 @@ def tensor_type(name: str, t, symbolic=str) -> object:
 
 
 def to_initializer(name: str, array: np.ndarray):
-    return numpy_helper.from_array(np.ascontiguousarray(array), name)
+    # Not np.ascontiguousarray: it turns a 0-d scalar into shape [1].
+    return numpy_helper.from_array(array if array.flags.c_contiguous else array.copy(order="C"), name)
 
 
 # Re-exported for lowerings: they test atoms of sizes.

@@ -15,14 +15,14 @@ class Reference:
     """A spec's model built by the torch backend, its weights saved as a checkpoint, and the same
     weights exported to ONNX; `compare` runs both on the same inputs."""
 
-    def __init__(self, spec: str, model: str | None, folder: Path):
+    def __init__(self, spec: str | Path, model: str | None, folder: Path):
         import torch
         from safetensors.torch import save_model
 
         import modelspec
         from modelspec_onnx import export, save
 
-        self.program = modelspec.load(SPECS / spec)
+        self.program = modelspec.load(spec if isinstance(spec, Path) else SPECS / spec)
         self.name = self.program.model(model).name
         torch.manual_seed(0)
         self.module = modelspec.build(self.program, self.name, seed=0).eval()
@@ -77,3 +77,15 @@ def floats(shape, seed: int = 0) -> np.ndarray:
 
 def tokens(shape, vocab: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, vocab, shape).astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def reference_from_text(tmp_path_factory):
+    """reference_from_text(name, text) -> Reference of the last model of a spec given as text."""
+
+    def make(name: str, text: str) -> Reference:
+        folder = tmp_path_factory.mktemp(name)
+        (folder / f"{name}.mspec").write_text(text)
+        return Reference(folder / f"{name}.mspec", None, folder)
+
+    return make
