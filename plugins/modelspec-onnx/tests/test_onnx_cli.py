@@ -85,3 +85,12 @@ def test_the_backend_is_registered_by_its_entry_point():
 
     assert registry().backend("onnx").binary is True
     assert registry().lowering_owner[("onnx", "attention")] == "onnx"
+
+
+def test_generate_is_the_graph_as_text_without_weights():
+    from modelspec.api import compile_source
+
+    text = compile_source(SPECS / "mlp_digits.mspec", backend_name="onnx")
+    assert text.startswith("MLP (float[B,1,28,28] image) => (float[B,10] logits) {")
+    assert 'Gemm <transB: int = 1> (flatten_2, "fc1.weight", "fc1.bias")' in text
+    assert len(text) < 2000  # 100k parameters, none of them printed
