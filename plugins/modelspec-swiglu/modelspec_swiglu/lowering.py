@@ -24,4 +24,8 @@ def swiglu(site: Site) -> dict:
     }
 
 
-LOWERING = Lowering("swiglu", "swiglu.j2", "forward_swiglu", swiglu, init="init_swiglu", package="modelspec_swiglu")
+# `package`: the backend reads the macros from this package's templates/ops/. `fresh`: the output is w2's,
+# a new tensor that autograd does not keep for backward, so the backend may add a residual into it in place.
+LOWERING = Lowering(
+    "swiglu", "swiglu.j2", "forward_swiglu", swiglu, init="init_swiglu", package="modelspec_swiglu", fresh=True
+)

@@ -98,7 +98,7 @@ class LayersLayer(nn.Module):
         add = x + attention  # [B, T, 96]  llama_tiny.mspec:35
         ffn_norm = self.ffn_norm(add)  # [B, T, 96]  llama_tiny.mspec:37
         feed_forward = self.feed_forward.w2(F.silu(self.feed_forward.w1(ffn_norm)) * self.feed_forward.w3(ffn_norm))  # [B, T, 96]  llama_tiny.mspec:37
-        add_1 = add + feed_forward  # [B, T, 96]  llama_tiny.mspec:37
+        add_1 = feed_forward.add_(add)  # [B, T, 96]  llama_tiny.mspec:37
         return add_1
 
 
