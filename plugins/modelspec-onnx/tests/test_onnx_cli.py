@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime
 import pytest
-from conftest import SPECS, floats
+from onnx_helpers import SPECS, floats
 
 from modelspec.cli import main
 

@@ -103,7 +103,7 @@ def test_repeated_layers_are_reported_once(tmp_path):
 
 @pytest.fixture(scope="module")
 def mlp():
-    from conftest import SPECS
+    from onnx_helpers import SPECS
 
     return modelspec.load(SPECS / "mlp_digits.mspec")
 

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-from conftest import SPECS, floats
+from onnx_helpers import SPECS, floats
 
 import modelspec
 from modelspec_onnx import export, save

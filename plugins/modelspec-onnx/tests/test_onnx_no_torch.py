@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import SPECS
+from onnx_helpers import SPECS
 
 
 def test_export_does_not_import_torch(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import floats, tokens
+from onnx_helpers import floats, tokens
 
 import modelspec
 from modelspec.plugins import registry

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import floats, tokens
+from onnx_helpers import floats, tokens
 
 CASES = [
     ("mlp_digits.mspec", None, {"image": (4, 1, 28, 28)}),

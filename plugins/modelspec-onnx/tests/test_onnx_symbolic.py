@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import onnx
 import pytest
-from conftest import floats, tokens
+from onnx_helpers import floats, tokens
 
 
 def dims(value_info) -> list:

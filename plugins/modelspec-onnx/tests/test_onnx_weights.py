@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import SPECS
+from onnx_helpers import SPECS
 
 import modelspec
 from modelspec.ir.graph import Param
