@@ -51,7 +51,7 @@ def test_initializers_are_the_state_dict_under_its_keys(reference, spec, model):
         assert not any(k.startswith("h.3.") for k in stored)
 
 
-@pytest.mark.slow  # an encoder-decoder of 13M parameters: about 10 seconds
+@pytest.mark.slow  # the encoder-decoder of "Attention Is All You Need": about 10 seconds
 def test_transformer_encoder_decoder_same_as_torch(reference):
     ref = reference("transformer.mspec")
     ref.compare({"source": tokens((2, 9), vocab=100), "target": tokens((2, 6), vocab=100, seed=1)}, atol=1e-4)
