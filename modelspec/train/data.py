@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from modelspec.ir.dims import Dim, parse_dim
 from modelspec.ir.types import TensorType, is_float, is_int
@@ -85,6 +85,12 @@ class TensorItems(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {k: t[index] for k, t in self.tensors.items()}
 
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        # A whole batch in one gather per tensor: the DataLoader's item-by-item
+        # fetch and collate cost as much as a small model's training step.
+        index = torch.as_tensor(indices)
+        return {k: t[index] for k, t in self.tensors.items()}
+
     def subset(self, indices: torch.Tensor) -> TensorItems:
         return TensorItems({k: t[indices] for k, t in self.tensors.items()})
 
@@ -105,6 +111,15 @@ class TextBlocks(Dataset):
         item = dict.fromkeys(self.names, x)
         item["target"] = self.tokens[s + 1 : s + self.block + 1].long()
         return item
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        # A batch of blocks in one gather: rows starts[i] + 0..block (the last column is the target's end).
+        rows = self.starts[torch.as_tensor(indices)].unsqueeze(1) + torch.arange(self.block + 1)
+        window = self.tokens[rows].long()
+        x = window[:, :-1].contiguous()
+        batch = dict.fromkeys(self.names, x)
+        batch["target"] = window[:, 1:].contiguous()
+        return batch
 
     def subset(self, indices: torch.Tensor) -> TextBlocks:
         return TextBlocks(self.tokens, self.starts[indices], self.block, self.names)
@@ -758,6 +773,13 @@ def seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
 
 
+def _batched(batch):
+    """Batches come whole from the datasets' `__getitems__`; anything else is collated as usual."""
+    if isinstance(batch, dict):
+        return batch
+    return default_collate(batch)
+
+
 def _arg(args, name: str, default):
     if isinstance(args, ComponentSpec):
         args = args.args
@@ -788,6 +810,7 @@ def make_loaders(
             sampler=sampler,
             num_workers=workers,
             drop_last=bundle.drop_last,
+            collate_fn=_batched,
             worker_init_fn=seed_worker if workers else None,
             generator=torch.Generator().manual_seed(seed + epoch + tag),
         )

@@ -17,6 +17,7 @@ The run folder `runs/<regime>-<timestamp>/` holds the spec sources used,
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -70,6 +71,36 @@ def new_run_folder(out: Path, regime: str) -> Path:
     return folder
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def latest_run(out: Path, regime: str, spec_hash: str) -> Path | None:
+    """The run of `regime` in `out` that `--resume` without a RUN continues: among the runs of
+    this very model (the IR hash in config.json), the one whose newest checkpoint was saved last
+    (the time recorded in its state.json, then its step, then the folder name: the order depends
+    on the files' contents only, not on modification times a copy or a `touch` changes). Runs
+    with a checkpoint come before runs without one."""
+    ranked = []
+    for folder in out.glob(f"{glob.escape(regime)}-*"):
+        config = _read_json(folder / "config.json")
+        if not isinstance(config, dict) or config.get("spec_hash") != spec_hash:
+            continue
+        if not isinstance(config.get("regime"), dict) or config["regime"].get("name") != regime:
+            continue  # `small-2-…` is a run of regime `small-2`, not of `small`
+        found = ckpt.checkpoints(folder / "checkpoints")
+        meta = _read_json(found[-1] / "state.json") if found else None
+        meta = meta if isinstance(meta, dict) else {}
+        saved, step = meta.get("saved"), meta.get("step")
+        saved = float(saved) if isinstance(saved, int | float) and math.isfinite(saved) else 0.0
+        step = step if isinstance(step, int) else 0
+        ranked.append(((bool(found), saved, step, folder.name), folder))
+    return max(ranked)[1] if ranked else None
+
+
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
@@ -92,6 +123,25 @@ class MetricsLog:
             except ImportError as exc:
                 raise TrainError("--tensorboard needs the `tensorboard` package: pip install tensorboard") from exc
             self.writer = SummaryWriter(str(tensorboard_dir))
+
+    def size(self) -> int:
+        """Bytes written so far (every line is flushed as it is written)."""
+        return self.handle.tell()
+
+    def truncate(self, size: int | None) -> None:
+        """Keep the first `size` bytes (None or 0: none), atomically: the lines a resumed run
+        writes again (those after its checkpoint) are not left twice in the file."""
+        self.handle.close()
+        data = self.path.read_bytes()
+        keep = data[: size or 0]
+        if len(keep) < len(data):
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            with open(tmp, "wb") as handle:
+                handle.write(keep)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        self.handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def write(self, record: dict[str, Any]) -> None:
         self.handle.write(json.dumps(record) + "\n")
@@ -134,6 +184,11 @@ class Trainer:
         parts = [str(v) for v in ref.args] + [f"{k}={_text(v)}" for k, v in ref.kwargs.items()]
         return f"{ref.name}({', '.join(parts)})"
 
+    def expected_spec_hash(self) -> str | None:
+        """The IR hash the run's checkpoints carry, before anything is built (None: no such model)."""
+        model = self.program.models.get(self.model_name())
+        return ckpt.ir_hash(model) if model is not None else None
+
     def prepare(self) -> None:
         if self.regime.distributed is not None:
             # Refused rather than ignored: a regime must never silently run other than declared.
@@ -171,7 +226,9 @@ class Trainer:
         if self.regime.init:
             self.load_init(base)
         self.freeze()
+        self.training_mode = False  # whether the model is in train mode with its frozen layers in eval mode
         parameters = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.trainable = [p for _, p in parameters]  # what the per-step gradient check reads
         self.optimizer = make_optimizer(self.regime.optimizer, parameters)
         self.batches_per_epoch = len(self.make_loaders(self.data, self.data_args, self.seed)[0])
         self.steps_per_epoch = max(1, self.batches_per_epoch // self.regime.accumulate)
@@ -187,6 +244,14 @@ class Trainer:
             raise TrainError(f"schedule: {exc}") from None
         self.loss = make_loss(self.regime.loss)
         self.metrics = [make_metric(m, loss=self.loss) for m in self.regime.metrics]
+        # `train_<metric>` is measured over the training steps between evaluations (the window) only
+        # when `best` or `early_stop` watches one: it costs a metric update per training batch.
+        watched = {w.metric for w in (self.regime.best, self.regime.early_stop) if w is not None}
+        self.train_metrics = [
+            make_metric(m, loss=self.loss)
+            for m, made in zip(self.regime.metrics, self.metrics, strict=True)
+            if f"train_{made.name}" in watched
+        ]
         self.regularizers = [make_regularizer(r) for r in self.regime.regularization]
         self.teacher = self.make_teacher(base) if self.regime.distill is not None else None
         self.autocast = self.regime.precision != "fp32"
@@ -337,6 +402,7 @@ class Trainer:
                 "stale": self.stale,
                 "stop_value": self.last_stop_value,
                 "metrics": self.last_metrics,
+                "window": self.window_state(),
             },
         )
 
@@ -345,6 +411,7 @@ class Trainer:
         key = (step, epoch, batch, json.dumps(state.extra, sort_keys=True, default=str), state.rng["torch"].tolist())
         if self.saved is not None and self.saved[0] == key:
             return self.saved[1]  # this very state is on disk already (an evaluation's best, then the due one)
+        state.log_bytes = self.log.size()
         for name, p in self.model.state_dict().items():
             if p.is_floating_point() and not torch.isfinite(p).all():
                 self.stop_with(TrainError(f"the weights are not finite after step {step} (`{name}`)"))
@@ -374,7 +441,42 @@ class Trainer:
         self.stale = state.extra.get("stale", 0)
         self.last_stop_value = state.extra.get("stop_value")
         self.last_metrics = state.extra.get("metrics", {})
+        self.load_window(state.extra.get("window"))
+        self.restored_log_bytes = state.log_bytes
         return state.step, state.epoch, state.batch, refused
+
+    # ---- the training window: train_loss and train_<metric> since the last evaluation ----------
+
+    def reset_window(self) -> None:
+        self.window_loss_sum, self.window_count = 0.0, 0.0
+        for metric in getattr(self, "train_metrics", []):
+            metric.reset()
+
+    def window_state(self) -> dict[str, Any]:
+        return {
+            "loss_sum": self.window_loss_sum,
+            "count": self.window_count,
+            "metrics": [metric_state(m) for m in getattr(self, "train_metrics", [])],
+        }
+
+    def load_window(self, state: dict[str, Any] | None) -> None:
+        self.reset_window()
+        if not state:
+            return
+        self.window_loss_sum, self.window_count = state["loss_sum"], state["count"]
+        for metric, values in zip(getattr(self, "train_metrics", []), state["metrics"], strict=True):
+            load_metric_state(metric, values)
+
+    def window_results(self) -> dict[str, float]:
+        """`train_loss` (the mean loss of the window's steps, weighted by their counts) and the
+        watched `train_<metric>`s over the same batches; then a new window starts."""
+        if not self.window_count:
+            return {}
+        results = {"train_loss": self.window_loss_sum / self.window_count}
+        for metric in self.train_metrics:
+            results[f"train_{metric.name}"] = metric.compute()
+        self.reset_window()
+        return results
 
     # ---- steps ----------------------------------------------------------------------------------
 
@@ -390,17 +492,25 @@ class Trainer:
 
     def train_step(self, window: list[dict[str, torch.Tensor]], step: int) -> tuple[float, int]:
         """One optimizer step over `window` (the accumulated micro-batches)."""
-        self.model.train()
-        for module in self.frozen:
-            module.eval()
-        total = sum(self.loss.count(b) for b in window)
-        total = total.clamp(min=1) if isinstance(total, torch.Tensor) else max(total, 1)
+        if not self.training_mode:  # first step, or after an evaluation (train() walks every module)
+            self.model.train()
+            for module in self.frozen:
+                module.eval()
+            self.training_mode = True
+        # Every micro-batch's loss sum is divided by the count of the whole window; a window of
+        # one batch takes the count the loss returns with its sum instead of counting twice.
+        total = None
+        if len(window) > 1:
+            total = sum(self.loss.count(b) for b in window)
+            total = total.clamp(min=1) if isinstance(total, torch.Tensor) else max(total, 1)
         loss_sum = 0.0
         samples = 0
         for batch in window:
             batch = self.to_device(batch)
             outputs = self.forward(batch)
-            part_sum, _ = self.loss(outputs, batch)
+            part_sum, part_count = self.loss(outputs, batch)
+            if total is None:
+                total = part_count.clamp(min=1) if isinstance(part_count, torch.Tensor) else max(part_count, 1)
             loss = part_sum.float() / total
             if self.teacher is not None:
                 # (1 - w) of the hard loss and w of the teacher's soft targets (Hinton et al. 2015)
@@ -416,6 +526,10 @@ class Trainer:
                 loss.backward()
             loss_sum += part_sum.item()
             samples += next(iter(batch.values())).shape[0]
+            if self.train_metrics:
+                with torch.no_grad():
+                    for metric in self.train_metrics:
+                        metric.update(outputs, batch, part_sum.detach(), part_count)
         mean = loss_sum / float(total)
         if self.regularizers:
             penalty = sum(r(self.model) for r in self.regularizers)
@@ -427,13 +541,12 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if self.regime.clip_grad is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.regime.clip_grad)
+            finite = torch.isfinite(torch.nn.utils.clip_grad_norm_(self.trainable, self.regime.clip_grad))
         else:
-            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+            finite = _finite_gradients(self.trainable)
         # An overflow in the backward pass: the optimizer would make the weights inf or NaN.
         # (With fp16's gradient scaler such a step is skipped and the scale lowered instead.)
-        if self.scaler is None and not torch.isfinite(norm):
+        if self.scaler is None and not finite:
             self.optimizer.zero_grad(set_to_none=True)
             raise TrainError(f"the gradients are not finite at step {step + 1} (the loss is {mean})")
         if self.scaler is not None:
@@ -443,11 +556,14 @@ class Trainer:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.schedule.step()
+        self.window_loss_sum += mean * float(total)
+        self.window_count += float(total)
         return mean, samples
 
     @torch.no_grad()
     def evaluate(self, loader) -> dict[str, float]:
         self.model.eval()
+        self.training_mode = False
         for metric in self.metrics:
             metric.reset()
         loss_sum, count = 0.0, 0.0
@@ -466,7 +582,9 @@ class Trainer:
 
     # ---- the loop -------------------------------------------------------------------------------
 
-    def run(self) -> RunResult:
+    def start(self) -> tuple[int, int, int]:
+        """Set up the run (model, data, optimizer, run folder; the checkpoint when resuming)
+        and return where training starts: (step, epoch, batches of that epoch consumed)."""
         self.prepare()
         self.best: dict[str, Any] | None = None
         self.best_path: Path | None = None
@@ -474,16 +592,27 @@ class Trainer:
         self.last_stop_value: float | None = None
         self.last_metrics: dict[str, float] = {}
         self.saved: tuple[tuple, Path] | None = None
+        self.reset_window()
         self.open_folder()
-        step, epoch, position = 0, 0, 0  # position: batches of `epoch` consumed
+        step, epoch, position = 0, 0, 0
         if self.options.resume is not None:
+            self.restored_log_bytes = None
             step, epoch, position, refused = self.restore()
+            # What the interrupted run logged after this checkpoint, the resumed run logs again.
+            if not step or self.restored_log_bytes is not None:  # (checkpoints before this change: keep all)
+                self.log.truncate(self.restored_log_bytes if step else 0)
+            if step:
+                self.note(f"resumed from checkpoint step {step} (epoch {epoch}, batch {position})")
             for reason in refused:
                 self.note(f"skipped checkpoint: {reason}")
             if step == 0 and refused:
                 self.note("no valid checkpoint: starting from the beginning")
         if step == 0:
             torch.manual_seed(self.seed)
+        return step, epoch, position
+
+    def run(self) -> RunResult:
+        step, epoch, position = self.start()
         stopped = "done"
         started = time.perf_counter()
         with Progress(self, enabled=self.options.progress) as progress:
@@ -525,7 +654,7 @@ class Trainer:
                 rate = seen / max(now - tick, 1e-9)
                 self.log.write({"step": step, "epoch": epoch, "loss": loss, "lr": lr, "samples_per_s": rate})
                 seen, tick = 0, now
-            if val_loader is not None and self.due(self.regime.evaluate, step=step):
+            if self.evaluates(val_loader) and self.due(self.regime.evaluate, step=step):
                 if self.after_evaluation(step, epoch, position, val_loader, progress):
                     return step, epoch, position, "early_stop"
             if self.due(self.regime.checkpoint, step=step):
@@ -535,7 +664,7 @@ class Trainer:
         # The epoch is over (a last window shorter than `accumulate` is dropped).
         epoch, position = epoch + 1, 0
         evaluate = self.regime.evaluate
-        if val_loader is not None and (evaluate is None or self.due(evaluate, epoch=epoch)):
+        if self.evaluates(val_loader) and (evaluate is None or self.due(evaluate, epoch=epoch)):
             if self.after_evaluation(step, epoch, 0, val_loader, progress):
                 return step, epoch, position, "early_stop"
         if self.due(self.regime.checkpoint, epoch=epoch):
@@ -558,9 +687,16 @@ class Trainer:
             return step is not None and step % every.n == 0
         return epoch is not None and epoch % every.n == 0
 
+    def evaluates(self, val_loader) -> bool:
+        """Whether there is anything to evaluate: validation data, or a watched `train_` metric."""
+        watched = [w.metric for w in (self.regime.best, self.regime.early_stop) if w is not None]
+        return val_loader is not None or any(m.startswith("train_") for m in watched)
+
     def after_evaluation(self, step: int, epoch: int, batch_index: int, val_loader, progress) -> bool:
         """Evaluate, log, track the best, decide early stopping (True: stop)."""
-        results = self.evaluate(val_loader)
+        results = self.window_results()
+        if val_loader is not None:
+            results.update(self.evaluate(val_loader))
         self.last_metrics = results
         self.log.write({"step": step, "epoch": epoch, "lr": self.schedule.get_last_lr()[0], **results})
         progress.evaluated(results)
@@ -661,6 +797,31 @@ class Progress:
             self.bar.console.print(f"  evaluation: {text}")
         else:
             self.console.print(f"{self.trainer.regime.name}: {text}")
+
+
+def metric_state(metric) -> dict[str, Any]:
+    """A metric's accumulated numbers (tensors as Python numbers, exact for counts and float64 sums)."""
+    state = {}
+    for key, value in vars(metric).items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            state[key] = value.item()
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            state[key] = value
+    return state
+
+
+def load_metric_state(metric, state: dict[str, Any]) -> None:
+    for key, value in state.items():
+        setattr(metric, key, value)
+
+
+def _finite_gradients(parameters: list[torch.nn.Parameter]) -> bool:
+    """Whether every gradient is finite: one norm per tensor in one foreach call (a fraction of
+    `get_total_norm`'s cost, which also groups by device and adds the norms up)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return True
+    return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
 
 
 def _text(value: Any) -> str:

@@ -435,13 +435,29 @@ def test_skipped_batches_are_not_loaded():
     spec = data("synthetic", samples=40, batch=10)
     bundle = make_data(spec, {"x": "float[B, 2]"}, 0, REGISTRY)
     loaded = []
-    getitem = type(bundle.train).__getitem__
-    type(bundle.train).__getitem__ = lambda self, i: loaded.append(i) or getitem(self, i)
+    getitems = type(bundle.train).__getitems__  # batches are fetched whole
+    type(bundle.train).__getitems__ = lambda self, i: loaded.extend(i) or getitems(self, i)
     try:
         (batch,) = batches(bundle, spec, skip=3)
     finally:
-        type(bundle.train).__getitem__ = getitem
+        type(bundle.train).__getitems__ = getitems
     assert len(loaded) == 2 and len(batch["x"]) == 2  # 32 training samples: the last batch only
+
+
+@pytest.mark.parametrize("name", ["digits", "text"])
+def test_batches_fetched_whole_equal_items_collated(name, tmp_path):
+    """`__getitems__` (one gather per batch) gives exactly what item-by-item fetching and stacking gives."""
+    if name == "digits":
+        spec, inputs = data("digits", batch=50, size=8), {"x": "float[B, 64]"}
+    else:
+        spec, inputs = data("text", path=write(tmp_path / "t.txt", TEXT), block=32, batch=16), TOKENS
+    bundle = make_data(spec, inputs, 3, REGISTRY)
+    indices = [5, 0, 7, 2]
+    whole = bundle.train.__getitems__(indices)
+    stacked = torch.utils.data.default_collate([bundle.train[i] for i in indices])
+    assert set(whole) == set(stacked)
+    for key in whole:
+        assert whole[key].dtype == stacked[key].dtype and torch.equal(whole[key], stacked[key]), key
 
 
 def test_workers_do_not_change_the_batches():
