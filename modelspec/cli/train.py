@@ -25,13 +25,6 @@ def pick_regime(program, file: str, regime: str | None) -> str:
     return names[0]
 
 
-def latest_run(out: Path, regime: str) -> Path | None:
-    runs = sorted(
-        (p for p in out.glob(f"{regime}-*") if (p / "config.json").is_file()), key=lambda p: p.stat().st_mtime
-    )
-    return runs[-1] if runs else None
-
-
 @click.command("train")
 @click.argument("file", type=click.Path(path_type=str))
 @click.option("--regime", help="the train block to run (default: the only one in FILE)")
@@ -68,7 +61,7 @@ def train_command(file, regime, out, device, max_steps, resume, seed, tensorboar
 
     import torch
 
-    from modelspec.train.loop import Options, Trainer, TrainError
+    from modelspec.train.loop import Options, Trainer, TrainError, latest_run
 
     try:
         torch.device(device)
@@ -76,11 +69,23 @@ def train_command(file, regime, out, device, max_steps, resume, seed, tensorboar
         raise click.BadParameter(f"{device!r} is not a device", param_hint="--device") from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise click.BadParameter(f"{device!r}: no CUDA device is available here", param_hint="--device")
+    trainer_class = Trainer
+    if spec.model.kind == "gan":
+        from modelspec.train.gan import GanTrainer
+
+        trainer_class = GanTrainer
     resume_folder = None
     if resume is not None:
-        resume_folder = Path(resume) if resume else latest_run(out, name)
+        if resume:
+            resume_folder = Path(resume)
+        else:
+            spec_hash = trainer_class(program, spec, Options()).expected_spec_hash()
+            resume_folder = latest_run(out, name, spec_hash) if spec_hash else None
         if resume_folder is None:
-            raise click.BadParameter(f"no run of regime {name!r} in {out} to resume", param_hint="--resume")
+            others = " (there are runs of it for another version of the model)" if any(out.glob(f"{name}-*")) else ""
+            raise click.BadParameter(
+                f"no run of regime {name!r} of this model in {out} to resume{others}", param_hint="--resume"
+            )
         if not (resume_folder / "config.json").is_file():
             raise click.BadParameter(
                 f"{resume_folder} is not a run folder (it has no config.json)", param_hint="--resume"
@@ -94,11 +99,6 @@ def train_command(file, regime, out, device, max_steps, resume, seed, tensorboar
         tensorboard=tensorboard,
         progress=progress,
     )
-    trainer_class = Trainer
-    if spec.model.kind == "gan":
-        from modelspec.train.gan import GanTrainer
-
-        trainer_class = GanTrainer
     try:
         result = trainer_class(program, spec, options, sources=dict(sources.texts)).run()
     except TrainError as exc:

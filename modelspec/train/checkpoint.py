@@ -24,6 +24,7 @@ import json
 import os
 import random
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,7 @@ class TrainingState:
     schedulers: dict[str, Any] = field(default_factory=dict)  # role -> scheduler.state_dict()
     rng: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # metrics, best value, early-stop count ...
+    log_bytes: int | None = None  # the length of metrics.jsonl when it was saved: a resume cuts what follows
 
 
 def capture_rng() -> dict[str, Any]:
@@ -183,6 +185,8 @@ def save(
         "batch": state.batch,
         "spec_hash": spec_hash,
         "extra": state.extra,
+        "log_bytes": state.log_bytes,
+        "saved": time.time(),  # when: `--resume` without a run picks the run with the newest checkpoint
         **rest,
         "files": {name: _sha256(tmp / name) for name in ("model.safetensors", "state.safetensors")},
     }
@@ -294,6 +298,7 @@ def load(path: Path, model: torch.nn.Module, spec_hash: str | None) -> TrainingS
         schedulers=_join_tensors(meta["schedulers"], tensors),
         rng=_join_tensors(meta["rng"], tensors),
         extra=meta.get("extra", {}),
+        log_bytes=meta.get("log_bytes"),
     )
 
 

@@ -30,6 +30,12 @@ def _single_output(model_ir, result) -> torch.Tensor:
 
 
 class GanTrainer(Trainer):
+    def expected_spec_hash(self) -> str | None:
+        gan = self.program.gans.get(self.regime.model.name)
+        if gan is None or gan.generator not in self.program.models or gan.discriminator not in self.program.models:
+            return None
+        return ckpt.ir_hash(self.program.models[gan.generator]) + ckpt.ir_hash(self.program.models[gan.discriminator])
+
     def prepare(self) -> None:
         from modelspec.train.builders import make_loss, make_optimizer, make_schedule
         from modelspec.train.data import DataError, input_bounds, make_data, make_loaders
@@ -111,6 +117,7 @@ class GanTrainer(Trainer):
             self.schedules[role].load_state_dict(state.schedulers[role])
         ckpt.restore_rng(state.rng)
         self.last_metrics = state.extra.get("metrics", {})
+        self.restored_log_bytes = state.log_bytes
         return state.step, state.epoch, state.batch, refused
 
     # ---- a step ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -204,6 +205,52 @@ def test_resume_keeps_best_and_early_stopping_exact(tmp_path):
     assert json.loads((best / "state.json").read_text())["step"] == whole.best["step"]
 
 
+def test_best_and_early_stop_on_train_metrics_without_validation_data(tmp_path):
+    """`best min(train_loss)` and `early_stop` on `train_accuracy` work with `split=1` (no validation
+    data): both are measured over each epoch's training steps."""
+    settings = {
+        "data": "digits(batch=32, size=8, split=1)",
+        "epochs": "6",
+        "best": "min(train_loss)",
+        "early_stop": "early_stop(1, metric=train_accuracy, min_delta=0.5)",  # no epoch gains 50 points
+    }
+    path = write_spec(tmp_path, block(**settings))
+    result = train(path, out=tmp_path / "runs", log_every=1)
+    batches = 1797 // 32 + 1  # every digit trains: 57 batches, the last one of 5
+    assert result.stopped == "early_stop" and result.step == 2 * batches
+    lines = records(result.folder)
+    evaluations = [r for r in lines if "train_loss" in r]
+    assert len(evaluations) == 2 and not any("val_loss" in r for r in lines)
+    # train_loss is the mean of the epoch's step losses weighted by their batch sizes
+    steps = [r for r in lines if "loss" in r and r["epoch"] == 0]
+    sizes = [32] * (batches - 1) + [1797 - 32 * (batches - 1)]
+    assert len(steps) == batches
+    expected = sum(r["loss"] * n for r, n in zip(steps, sizes, strict=True)) / 1797
+    assert evaluations[0]["train_loss"] == pytest.approx(expected, rel=1e-9)
+    assert 0.2 < evaluations[0]["train_accuracy"] < evaluations[1]["train_accuracy"] <= 1
+    assert result.best["metric"] == "train_loss" and result.best["step"] == 2 * batches
+    assert result.best["value"] == evaluations[1]["train_loss"] < evaluations[0]["train_loss"]
+    assert json.loads((result.folder / "best" / "state.json").read_text())["step"] == 2 * batches
+
+
+def test_train_metrics_resume_mid_window_exactly(tmp_path):
+    """A run stopped between evaluations resumes its training window (loss sum, count, metric
+    counts) from the checkpoint: the same train_loss and train_accuracy as an uninterrupted run."""
+    settings = {"epochs": "2", "checkpoint": "every(steps=5)", "best": "max(train_accuracy)"}
+    path = write_spec(tmp_path, block(**settings))
+    whole = train(path, out=tmp_path / "whole")
+    first = train(path, out=tmp_path / "resumed", max_steps=BATCHES + 17)
+    resumed = train(path, resume=first.folder)
+    assert resumed.best == whole.best
+    watched = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+    def evaluations(folder):
+        return [{k: r[k] for k in watched} for r in records(folder) if "train_loss" in r]
+
+    assert evaluations(first.folder)[-1] == evaluations(whole.folder)[-1]
+    assert_bitwise(first.folder, whole.folder)
+
+
 def test_uninterrupted_runs_are_reproducible_and_a_wrong_resume_would_show(tmp_path, reference):
     """The bitwise comparison is not vacuous: another seed gives other weights."""
     path = write_spec(tmp_path, block())
@@ -252,6 +299,56 @@ def test_resume_after_sigkill_at_a_random_moment(tmp_path):
     assert main(["train", str(path), "--out", str(out), "--resume", str(folder), "--no-progress"]) == 0
     assert_bitwise(folder, reference.folder)
     assert [p for p in (folder / "checkpoints").iterdir() if p.name.startswith(".")] == []
+    # metrics.jsonl: what the killed run logged after its last checkpoint is not there twice
+    assert logged(folder) == logged(reference.folder)
+
+
+def logged(folder: Path) -> list[tuple]:
+    """The training and evaluation lines of a run's metrics.jsonl, without timings and notes."""
+    keys = ("step", "epoch", "loss", "lr", "val_loss", "val_accuracy", "train_loss")
+    return [tuple(r.get(k) for k in keys) for r in records(folder) if "loss" in r or "val_loss" in r]
+
+
+def test_resume_drops_the_lines_logged_after_the_checkpoint(tmp_path, reference):
+    """The killed run's log goes on past its last checkpoint; the resumed run cuts it there
+    (atomically) before logging those steps again, and notes that it resumed."""
+    path = write_spec(tmp_path, block(checkpoint="every(steps=20)"))
+    first = train(path, out=tmp_path / "runs", max_steps=BATCHES + 7, log_every=1)
+    log = first.folder / "metrics.jsonl"
+    checkpoint = ckpt.read_meta(last_checkpoint(first.folder), None)
+    assert checkpoint["step"] == BATCHES + 7  # the final save; remove it as a kill before it would
+    shutil.rmtree(last_checkpoint(first.folder))
+    kept = ckpt.read_meta(last_checkpoint(first.folder), None)
+    assert kept["step"] == 40 and 0 < kept["log_bytes"] < log.stat().st_size
+    resumed = train(path, resume=first.folder, log_every=1)
+    assert resumed.step == 2 * BATCHES
+    lines = records(first.folder)
+    steps = [r["step"] for r in lines if "loss" in r]
+    assert steps == list(range(1, 2 * BATCHES + 1))  # each step once
+    assert [r for r in lines if r.get("event") == "note"][0]["text"].startswith("resumed from checkpoint step 40")
+    whole = train(path, out=tmp_path / "whole", log_every=1)
+    assert logged(first.folder) == logged(whole.folder)
+
+
+def test_latest_run_is_the_one_with_the_newest_checkpoint(tmp_path):
+    """`--resume` without RUN: the run of this model and regime whose newest checkpoint was
+    saved last, whatever the folders' modification times; runs of another model are skipped."""
+    from modelspec.train.loop import latest_run
+
+    path = write_spec(tmp_path, block())
+    out = tmp_path / "runs"
+    a = train(path, out=out, max_steps=2).folder
+    b = train(path, out=out, max_steps=2).folder
+    spec_hash = json.loads((a / "config.json").read_text())["spec_hash"]
+    assert latest_run(out, "small", spec_hash) == b
+    train(path, resume=a, max_steps=4)  # a now holds the newest checkpoint
+    os.utime(b)  # a newer modification time does not matter
+    assert latest_run(out, "small", spec_hash) == a
+    other = write_spec(tmp_path, block(), model=SMALL.replace("32", "16"), name="other.mspec")
+    c = train(other, out=out, max_steps=2).folder  # the same regime name, another model
+    assert latest_run(out, "small", spec_hash) == a
+    assert latest_run(out, "small", json.loads((c / "config.json").read_text())["spec_hash"]) == c
+    assert latest_run(out, "smal", spec_hash) is None
 
 
 # ---- NaN ---------------------------------------------------------------------------------------------
