@@ -80,6 +80,47 @@ def test_a_single_use_activation_after_linear_runs_in_place():
     check_against(module, lambda m, x: m.y(F.relu(m.h(x))), x_of(3, 8))
 
 
+# Every op the backend calls `fresh`, then an in-place ReLU on its output: if the op kept its output for
+# backward, autograd would refuse the backward; if it returned a view of its input or a parameter, the values
+# or the input's gradient would be wrong.
+FRESH = {
+    "linear(6, name=p)": ("[B, 4, 5]", lambda m, x: m.p(x)),
+    "conv1d(3, kernel=3, name=p)": ("[B, 4, 5]", lambda m, x: m.p(x)),
+    "conv2d(3, kernel=3, padding=1, name=p)": ("[B, 4, 5, 5]", lambda m, x: m.p(x)),
+    "conv_transpose2d(3, kernel=2, stride=2, name=p)": ("[B, 4, 5, 5]", lambda m, x: m.p(x)),
+    "batchnorm1d(name=p)": ("[B, 4]", lambda m, x: m.p(x)),
+    "batchnorm2d(name=p)": ("[B, 4, 5, 5]", lambda m, x: m.p(x)),
+    "layernorm(name=p)": ("[B, 4, 5]", lambda m, x: m.p(x)),
+    "groupnorm(2, name=p)": ("[B, 4, 5, 5]", lambda m, x: m.p(x)),
+    "mul(2.0)": ("[B, 4, 5]", lambda m, x: x * 2.0),
+}
+
+
+@pytest.mark.parametrize("producer", list(FRESH))
+def test_every_fresh_op_may_have_its_output_overwritten(producer):
+    shape, first = FRESH[producer]
+    source, module = build(f"""
+        model M() {{
+            input x: float{shape}
+            h = x |> {producer}
+            output y = h |> relu
+        }}""")
+    assert code_at(source, 5)[0].endswith(", inplace=True)")
+    dims = [3 if d == "B" else int(d) for d in shape.strip("[]").split(", ")]
+    check_against(module, lambda m, x: F.relu(first(m, x)), x_of(*dims))
+
+
+def test_a_difference_and_a_sum_are_fresh():
+    source, module = build("""
+        model M() {
+            input x: float[B, 8]
+            d = (x |> linear(8, name=f)) - (x |> linear(8, name=g))
+            output y = d + x
+        }""")
+    assert code_at(source, 5) == ["add = sub.add_(x)"]
+    check_against(module, lambda m, x: (m.f(x) - m.g(x)) + x, x_of(3, 8))
+
+
 def test_a_value_used_twice_is_not_overwritten():
     # relu(h) in place would change h before `h * 2` reads it
     source, module = build("""
