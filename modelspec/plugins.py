@@ -98,10 +98,38 @@ class Registry:
     problems: list[PluginProblem] = field(default_factory=list)
     plugins: set[str] = field(default_factory=set)  # names a spec's `use "..."` may require
     info: dict[str, PluginInfo] = field(default_factory=dict)  # every plugin seen, loaded or not
-    backends: dict = field(default_factory=dict)  # name -> backend object
-    backend_owner: dict = field(default_factory=dict)
-    lowerings: dict = field(default_factory=dict)  # (backend, op) -> lowering
-    lowering_owner: dict = field(default_factory=dict)
+    # Backends and lowerings are collected on first use: their modules may be
+    # heavy (onnx, numpy), and checking a spec never needs them.
+    _backend_tables: dict | None = field(default=None, repr=False)
+    _collect_backends: object = field(default=None, repr=False)
+
+    def _backend_table(self, name: str) -> dict:
+        if self._backend_tables is None:
+            self._backend_tables = {"backends": {}, "backend_owner": {}, "lowerings": {}, "lowering_owner": {}}
+            if self._collect_backends is not None:
+                self._collect_backends(self)
+        return self._backend_tables[name]
+
+    @property
+    def backends(self) -> dict:  # name -> backend object
+        return self._backend_table("backends")
+
+    @property
+    def backend_owner(self) -> dict:
+        return self._backend_table("backend_owner")
+
+    @property
+    def lowerings(self) -> dict:  # (backend, op) -> lowering
+        return self._backend_table("lowerings")
+
+    @property
+    def lowering_owner(self) -> dict:
+        return self._backend_table("lowering_owner")
+
+    def load_all(self) -> Registry:
+        """Collect the lazily collected tables too (and so their problems)."""
+        self._backend_table("backends")
+        return self
 
     def backend(self, name: str):
         return self.backends.get(name)
@@ -360,17 +388,14 @@ def build_registry(
             registry.plugins.add(known.distribution)
             registry.plugins.add(_normalise(known.distribution))
         registry.info.setdefault(name, PluginInfo(name, "registered at run time", target=repr(plugin)))
-    for hook_name, table, owners, key_of, what, valid, expected in HOOK_TABLES:
-        _collect(
-            getattr(pm.hook, hook_name),
-            registry,
-            getattr(registry, table),
-            getattr(registry, owners),
-            key_of,
-            what,
-            valid,
-            expected,
-        )
+
+    def collect(registry: Registry, hooks: tuple) -> None:
+        for hook_name, table, owners, key_of, what, valid, expected in hooks:
+            hook = getattr(pm.hook, hook_name)
+            _collect(hook, registry, getattr(registry, table), getattr(registry, owners), key_of, what, valid, expected)
+
+    collect(registry, HOOK_TABLES[:2])  # ops and train components: every command needs them
+    registry._collect_backends = lambda r: collect(r, HOOK_TABLES[2:])
     return registry
 
 

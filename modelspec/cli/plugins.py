@@ -47,7 +47,7 @@ def plugins_command(as_json: bool) -> None:
     """List every plugin (built-in and installed), where it came from and what it registers."""
     from modelspec.plugins import registry as process_registry
 
-    registry = process_registry()
+    registry = process_registry().load_all()
     entries = []
     for name, info in sorted(registry.info.items(), key=lambda item: (not item[1].builtin, item[0])):
         entries.append(

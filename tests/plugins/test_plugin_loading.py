@@ -138,7 +138,7 @@ def test_a_hook_returning_the_wrong_things_is_reported_and_the_good_ones_kept(fa
             return 42
         """,
     )
-    registry = PluginManager().registry
+    registry = PluginManager().registry.load_all()
     assert registry.op("fine") is not None
     messages = sorted(p.message for p in registry.problems)
     assert len(messages) == 2

@@ -39,7 +39,7 @@ def main() -> None:
 
     import modelspec
     from modelspec_onnx import export, save
-    from modelspec_onnx.export import EXTERNAL_DATA_THRESHOLD, initializer_bytes
+    from modelspec_onnx.exporter import EXTERNAL_DATA_THRESHOLD, initializer_bytes
 
     timings = {}
     start = time.perf_counter()

@@ -5,11 +5,20 @@
     from modelspec_onnx import export, save
     save(export(modelspec.load("specs/cnn.mspec"), "CNN"), "cnn.onnx")
 
-Nothing here imports torch.
+Nothing here imports torch. Importing the package imports nothing heavy
+either: modelspec imports `modelspec_onnx.plugin` on every command (even
+`mspec check`), so onnx and numpy load only when something here is used.
 """
 
-from modelspec_onnx.export import export, parameters, save
-from modelspec_onnx.weights import CheckpointError
+import importlib
 
 __version__ = "0.1.0"
 __all__ = ["CheckpointError", "export", "parameters", "save"]
+
+_WHERE = {"export": "exporter", "parameters": "exporter", "save": "exporter", "CheckpointError": "weights"}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"modelspec_onnx.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'modelspec_onnx' has no attribute {name!r}")

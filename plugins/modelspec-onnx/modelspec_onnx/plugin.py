@@ -13,7 +13,7 @@ class OnnxBackend:
 
     def write(self, program, model: str, path, checkpoint=None, seed: int = 0, **options) -> None:
         """Export `model` and save it at `path` (weights over 2 GB in `<path>.data`)."""
-        from modelspec_onnx.export import export, save
+        from modelspec_onnx.exporter import export, save
 
         save(export(program, model, checkpoint=checkpoint, seed=seed), path, **options)
 
@@ -21,7 +21,7 @@ class OnnxBackend:
         """The graph in ONNX's text format, without the weights' values (for reading, not running)."""
         import onnx.printer
 
-        from modelspec_onnx.export import export
+        from modelspec_onnx.exporter import export
 
         proto = export(program, model)
         del proto.graph.initializer[:]
@@ -33,7 +33,7 @@ class OnnxBackend:
             import onnxruntime
         except ImportError:
             raise RuntimeError("building with the onnx backend needs onnxruntime: pip install onnxruntime") from None
-        from modelspec_onnx.export import export
+        from modelspec_onnx.exporter import export
 
         proto = export(program, model, checkpoint=checkpoint, seed=seed)
         return onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"], **options)

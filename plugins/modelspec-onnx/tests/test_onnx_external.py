@@ -12,7 +12,7 @@ from onnx_helpers import SPECS, floats
 
 import modelspec
 from modelspec_onnx import export, save
-from modelspec_onnx.export import EXTERNAL_DATA_THRESHOLD, initializer_bytes
+from modelspec_onnx.exporter import EXTERNAL_DATA_THRESHOLD, initializer_bytes
 
 
 @pytest.fixture

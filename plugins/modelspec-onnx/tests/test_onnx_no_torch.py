@@ -33,3 +33,17 @@ def test_export_does_not_import_torch(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
     assert (tmp_path / "seeded.onnx").stat().st_size > 0 and (tmp_path / "checkpoint.onnx").stat().st_size > 0
+
+
+def test_checking_a_spec_imports_neither_onnx_nor_numpy():
+    # modelspec imports every plugin on every command; this one must stay cheap for `mspec check`.
+    code = (
+        "import sys\n"
+        "from modelspec.cli import main\n"
+        "assert main(['check', 'specs/mlp_digits.mspec']) == 0\n"
+        "heavy = sorted(m for m in ('onnx', 'numpy', 'torch', 'onnxruntime') if m in sys.modules)\n"
+        "assert 'onnx' in __import__('modelspec.plugins').plugins.registry().info, 'plugin not installed'\n"
+        "assert heavy == [], heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=SPECS.parent)
+    assert result.returncode == 0, result.stderr
