@@ -42,13 +42,15 @@ model LlamaTiny(
 }
 
 # Next-character prediction on the source of Python's `json` package, as
-# specs/gpt_tiny.mspec does, with Lion: its rate is about 3-10x smaller and its
-# weight decay 3-10x larger than AdamW's (the paper's advice).
+# specs/gpt_tiny.mspec does, with Lion. The paper advises a rate 3-10x smaller
+# than AdamW's; at this size a short run learned faster with AdamW's own rate
+# (loss 2.2 after 150 steps at lr=1e-3, 2.8 at lr=3e-4), and the decay per step
+# (lr * weight_decay) equals gpt_tiny's.
 train stdlib_chars {
     model      LlamaTiny()
     data       text(path="stdlib:json", tokenizer=char, block=64, batch=16)
     loss       cross_entropy(logits, target)
-    optimizer  lion(lr=3e-4, weight_decay=0.3, no_decay=[norm])
+    optimizer  lion(lr=1e-3, weight_decay=0.1, no_decay=[norm])
     schedule   cosine(warmup=50)
     steps      1500
     clip_grad  1.0
