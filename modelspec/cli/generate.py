@@ -82,6 +82,7 @@ def generate_command(
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_model
 
+    from modelspec.train.text_tokenizers import TokenizerError, tokenizer_from_json
     from modelspec_torch.build import build
     from modelspec_torch.generate import Tokenizer, sample
 
@@ -102,12 +103,16 @@ def generate_command(
     except CompileError as exc:  # E0601-E0604: the backend refuses the model, or it cannot fit the device
         report(exc.diagnostics, sources)
         raise SystemExit(1) from None
-    if "modelspec.tokenizer" in metadata:
-        tokenizer = Tokenizer.from_json(metadata["modelspec.tokenizer"])
-    elif tokenizer_file is not None:
-        tokenizer = Tokenizer.from_json(tokenizer_file.read_text())
-    else:
-        tokenizer = Tokenizer("byte")
+    try:
+        if "modelspec.tokenizer" in metadata:
+            tokenizer = tokenizer_from_json(metadata["modelspec.tokenizer"])
+        elif tokenizer_file is not None:
+            tokenizer = _tokenizer_beside(tokenizer_file)
+        else:
+            tokenizer = Tokenizer("byte")
+    except (TokenizerError, ValueError, KeyError, OSError) as exc:
+        where = "its metadata" if "modelspec.tokenizer" in metadata else str(tokenizer_file)
+        raise click.ClickException(f"{weights}: the tokenizer in {where} cannot be read ({exc})") from None
     vocab = module_vocab(module)
     if vocab is not None and tokenizer.size > vocab:
         raise click.ClickException(
@@ -143,6 +148,20 @@ def generate_command(
         if samples > 1:
             click.echo(f"--- sample {i + 1}")
         click.echo(tokenizer.decode(ids))
+
+
+def _tokenizer_beside(path: Path):
+    """`tokenizer.json` beside the weights: modelspec's own (`{"kind": ...}`), or a HuggingFace
+    `tokenizers` file."""
+    import json
+
+    from modelspec.train.text_tokenizers import HuggingFaceTokenizer, tokenizer_from_json
+
+    text = path.read_text(encoding="utf-8")
+    data = json.loads(text)
+    if isinstance(data, dict) and "kind" in data:
+        return tokenizer_from_json(text)
+    return HuggingFaceTokenizer(text, source=str(path))
 
 
 def module_vocab(module) -> int | None:

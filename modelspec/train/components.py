@@ -414,11 +414,22 @@ class ImageFolderArgs(ComponentArgs):
 
 class TextArgs(ComponentArgs):
     path: Path
-    tokenizer: Annotated[Literal["char", "byte"], BeforeValidator(_name_to_str)] = "char"
+    # char and byte are built in; tokenizers (a HuggingFace tokenizer.json) and tiktoken (a
+    # .tiktoken BPE file) read `tokenizer_file` and need their optional package at run time
+    tokenizer: Annotated[Literal["char", "byte", "tokenizers", "tiktoken"], BeforeValidator(_name_to_str)] = "char"
+    tokenizer_file: Path | None = None
     block: PositiveInt = 128  # tokens per example
     batch: PositiveInt = 32
     split: Split = 0.9
     workers: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _tokenizer_file(self):
+        if self.tokenizer in ("tokenizers", "tiktoken") and self.tokenizer_file is None:
+            raise out_of_range("tokenizer", f"`tokenizer={self.tokenizer}` needs `tokenizer_file`, a local file")
+        if self.tokenizer in ("char", "byte") and self.tokenizer_file is not None:
+            raise out_of_range("tokenizer_file", f"`tokenizer={self.tokenizer}` reads no `tokenizer_file`")
+        return self
 
 
 LABEL = ("label",)

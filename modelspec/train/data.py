@@ -615,7 +615,10 @@ def _text(args, inputs, base, seed, bounds) -> tuple[_Raw, Tokenizer, torch.Tens
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise DataError(f"text: {_shown(args.path, p)} is not UTF-8 text (byte {e.start}: {e.reason})") from e
-    if args.tokenizer == "byte":
+    if args.tokenizer in ("tokenizers", "tiktoken"):
+        tokenizer = _file_tokenizer(args.tokenizer, str(args.tokenizer_file), base)
+        tokens = torch.tensor(tokenizer.encode(text), dtype=torch.int32)
+    elif args.tokenizer == "byte":
         tokenizer = Tokenizer("byte")
         tokens = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if raw else torch.zeros(0, dtype=torch.uint8)
     else:
@@ -629,6 +632,17 @@ def _text(args, inputs, base, seed, bounds) -> tuple[_Raw, Tokenizer, torch.Tens
             f"`block={args.block}` needs at least {args.block + 1}"
         )
     return _Raw({name: tokens}, {}, source=source), tokenizer, tokens, name
+
+
+def _file_tokenizer(kind: str, written: str, base: Path | None):
+    """A `tokenizers` or `tiktoken` tokenizer read from a local file (relative to the spec's folder)."""
+    from modelspec.train.text_tokenizers import TokenizerError, load_file_tokenizer
+
+    path = _resolve(written, base)
+    try:
+        return load_file_tokenizer(kind, path, _shown(written, path))
+    except TokenizerError as exc:
+        raise DataError(f"text: {exc}") from None
 
 
 _READERS = {

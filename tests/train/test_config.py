@@ -255,6 +255,7 @@ def test_text_dataset_fields_and_word_arguments():
     assert spec.data.args == {
         "path": "tiny.txt",
         "tokenizer": "byte",
+        "tokenizer_file": None,
         "block": 64,
         "batch": 32,
         "split": 0.9,
