@@ -667,7 +667,7 @@ def test_e0208_word_outside_its_choices():
     d = only(block(data='text("t.txt", tokenizer=word)', loss="cross_entropy(logits, target)"))
     assert (d.code, d.message, d.span.line, d.span.column) == (
         "E0208",
-        'argument `tokenizer` of `text` must be `char` or `byte`, got string "word"',
+        'argument `tokenizer` of `text` must be `char`, `byte`, `tokenizers` or `tiktoken`, got string "word"',
         3,
         24,
     )
