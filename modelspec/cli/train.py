@@ -48,7 +48,14 @@ def pick_regime(program, file: str, regime: str | None) -> str:
 @click.option("--seed", type=click.IntRange(0), help="overrides the regime's seed")
 @click.option("--tensorboard", is_flag=True, help="also write TensorBoard event files")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="a live progress bar on a terminal")
-def train_command(file, regime, out, device, max_steps, resume, seed, tensorboard, progress):
+@click.option(
+    "--nproc",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="processes for a `distributed ddp` regime (mspec starts torchrun)",
+)
+def train_command(file, regime, out, device, max_steps, resume, seed, tensorboard, progress, nproc):
     """Train a model as a `train` block of FILE declares."""
     from modelspec.api import compile_program
 
@@ -90,6 +97,8 @@ def train_command(file, regime, out, device, max_steps, resume, seed, tensorboar
             raise click.BadParameter(
                 f"{resume_folder} is not a run folder (it has no config.json)", param_hint="--resume"
             )
+    if nproc > 1:
+        raise SystemExit(_launch(nproc, spec, file, name, out, device, max_steps, resume_folder, seed, tensorboard))
     options = Options(
         out=out,
         device=device,
@@ -104,7 +113,35 @@ def train_command(file, regime, out, device, max_steps, resume, seed, tensorboar
     except TrainError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
-    _print_result(result)
+    if result.main:  # one report for a distributed run, from its first process
+        _print_result(result)
+
+
+def _launch(nproc, spec, file, name, out, device, max_steps, resume_folder, seed, tensorboard) -> int:
+    """`--nproc N`: run this very command in N processes under torchrun; its exit status."""
+    import os
+    import subprocess
+
+    from modelspec.train.distributed import launch_command, launched_world
+
+    if spec.distributed is None or spec.distributed.name != "ddp":
+        raise click.BadParameter(
+            f"regime {name!r} declares no `distributed ddp`: add it to train in several processes",
+            param_hint="--nproc",
+        )
+    if launched_world() > 1:
+        raise click.BadParameter("this process already runs under torchrun", param_hint="--nproc")
+    args = [file, "--regime", name, "--out", str(out), "--device", device, "--no-progress"]
+    if max_steps is not None:
+        args += ["--max-steps", str(max_steps)]
+    if resume_folder is not None:  # resolved here, so that every process continues the same run
+        args += ["--resume", str(resume_folder)]
+    if seed is not None:
+        args += ["--seed", str(seed)]
+    if tensorboard:
+        args.append("--tensorboard")
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    return subprocess.run(launch_command(nproc, args), env=env).returncode
 
 
 def _print_result(result) -> None:

@@ -780,6 +780,26 @@ class EpochSampler(Sampler[int]):
         return max(self.n - self.start, 0)
 
 
+class ShardedBatches(Sampler[list[int]]):
+    """Process `rank`'s share of each global batch of an epoch (data-parallel training): global
+    batch k is `order[k * batch : (k + 1) * batch]` of the epoch's EpochSampler order, and the
+    process takes every `world`-th index of it from the `rank`-th. Only full global batches, so
+    every process gets as many batches, all of the same size."""
+
+    def __init__(self, n: int, shuffle: bool, seed: int, epoch: int, batch: int, rank: int, world: int, start: int):
+        self.order_of = EpochSampler(n, shuffle, seed, epoch)
+        self.batch, self.rank, self.world, self.start = batch, rank, world, start
+        self.batches = n // batch
+
+    def __iter__(self):
+        order = self.order_of.order()
+        for k in range(self.start, self.batches):
+            yield order[k * self.batch : (k + 1) * self.batch][self.rank :: self.world]
+
+    def __len__(self) -> int:
+        return max(self.batches - self.start, 0)
+
+
 def seed_worker(worker_id: int) -> None:
     """Seed `random` and numpy in a loader worker from torch's per-worker seed."""
     seed = torch.initial_seed() % 2**32
@@ -803,17 +823,21 @@ def _arg(args, name: str, default):
 
 
 def make_loaders(
-    bundle: DataBundle, args, seed: int, epoch: int = 0, skip_batches: int = 0
+    bundle: DataBundle, args, seed: int, epoch: int = 0, skip_batches: int = 0, rank: int = 0, world: int = 1
 ) -> tuple[DataLoader, DataLoader | None]:
     """The training loader of epoch `epoch`, starting after `skip_batches`
     batches, and the validation loader (in order; None without validation
     data). `args`: the dataset's arguments (its Args, a mapping, or the
-    ComponentSpec); read are `batch`, `shuffle` (default true), `workers` (0)."""
+    ComponentSpec); read are `batch`, `shuffle` (default true), `workers` (0).
+    With `world` > 1 processes, the training loader gives process `rank` its
+    share of each global batch of `batch` items (ShardedBatches)."""
     batch = _arg(args, "batch", 32)
     shuffle = _arg(args, "shuffle", True)
     workers = _arg(args, "workers", 0)
     n = len(bundle.train)
-    batches = n // batch if bundle.drop_last else math.ceil(n / batch)
+    if world > 1 and batch % world:
+        raise DataError(f"`batch={batch}` is the global batch: it must be a multiple of the {world} processes")
+    batches = n // batch if bundle.drop_last or world > 1 else math.ceil(n / batch)
     if skip_batches < 0 or skip_batches > batches:
         raise DataError(f"cannot skip {skip_batches} batches: an epoch of the training data has {batches}")
 
@@ -829,7 +853,18 @@ def make_loaders(
             generator=torch.Generator().manual_seed(seed + epoch + tag),
         )
 
-    train = loader(bundle.train, EpochSampler(n, shuffle, seed, epoch, skip_batches * batch), 0)
+    if world > 1:
+        shards = ShardedBatches(n, shuffle, seed, epoch, batch, rank, world, skip_batches)
+        train = DataLoader(
+            bundle.train,
+            batch_sampler=shards,
+            num_workers=workers,
+            collate_fn=_batched,
+            worker_init_fn=seed_worker if workers else None,
+            generator=torch.Generator().manual_seed(seed + epoch),
+        )
+    else:
+        train = loader(bundle.train, EpochSampler(n, shuffle, seed, epoch, skip_batches * batch), 0)
     val = None
     if bundle.val is not None:
         val = loader(bundle.val, EpochSampler(len(bundle.val), False, seed, epoch), 1)

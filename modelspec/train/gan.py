@@ -41,6 +41,12 @@ class GanTrainer(Trainer):
         from modelspec.train.data import DataError, input_bounds, make_data, make_loaders
         from modelspec_torch.build import build
 
+        if self.regime.distributed is not None:
+            raise TrainError(
+                f"`distributed {self.regime.distributed.name}` is not supported for gan regimes: "
+                "remove the setting to train in one process"
+            )
+        self.join_processes()  # refuses a torchrun launch of a regime that declares no `distributed`
         gan = self.program.gans.get(self.regime.model.name)
         if gan is None:
             raise TrainError(f"regime `{self.regime.name}` names gan `{self.regime.model.name}`, which was not built")

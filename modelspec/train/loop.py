@@ -17,6 +17,7 @@ The run folder `runs/<regime>-<timestamp>/` holds the spec sources used,
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import math
@@ -31,6 +32,7 @@ import torch
 
 from modelspec.train import checkpoint as ckpt
 from modelspec.train.config import TrainSpec
+from modelspec.train.distributed import Context, DistributedError
 
 
 class TrainError(Exception):
@@ -58,6 +60,7 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)  # the last evaluation
     best: dict[str, Any] | None = None
     stopped: str = ""  # why it ended: "done", "max_steps", "early_stop"
+    main: bool = True  # False in the processes of a distributed run but the first (they report nothing)
 
 
 def new_run_folder(out: Path, regime: str) -> Path:
@@ -113,9 +116,10 @@ def _write_json(path: Path, data: Any) -> None:
 class MetricsLog:
     """`metrics.jsonl`: one JSON object per line, appended and flushed."""
 
-    def __init__(self, path: Path, tensorboard_dir: Path | None = None):
+    def __init__(self, path: Path | None, tensorboard_dir: Path | None = None):
+        """`path` None: a log that writes nothing (the processes of a distributed run but the first)."""
         self.path = path
-        self.handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.handle = open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115 - close()
         self.writer = None
         if tensorboard_dir is not None:
             try:
@@ -124,13 +128,15 @@ class MetricsLog:
                 raise TrainError("--tensorboard needs the `tensorboard` package: pip install tensorboard") from exc
             self.writer = SummaryWriter(str(tensorboard_dir))
 
-    def size(self) -> int:
+    def size(self) -> int | None:
         """Bytes written so far (every line is flushed as it is written)."""
-        return self.handle.tell()
+        return self.handle.tell() if self.handle is not None else None
 
     def truncate(self, size: int | None) -> None:
         """Keep the first `size` bytes (None or 0: none), atomically: the lines a resumed run
         writes again (those after its checkpoint) are not left twice in the file."""
+        if self.handle is None:
+            return
         self.handle.close()
         data = self.path.read_bytes()
         keep = data[: size or 0]
@@ -144,6 +150,8 @@ class MetricsLog:
         self.handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def write(self, record: dict[str, Any]) -> None:
+        if self.handle is None:
+            return
         self.handle.write(json.dumps(record) + "\n")
         self.handle.flush()
         if self.writer is not None:
@@ -152,7 +160,8 @@ class MetricsLog:
                     self.writer.add_scalar(key, value, record.get("step", 0))
 
     def close(self) -> None:
-        self.handle.close()
+        if self.handle is not None:
+            self.handle.close()
         if self.writer is not None:
             self.writer.close()
 
@@ -174,6 +183,7 @@ class Trainer:
         self.sources = sources or {}
         self.device = torch.device(options.device)
         self.seed = options.seed if options.seed is not None else (regime.seed or 0)
+        self.dist = Context()  # one process unless `distributed ddp` runs under torchrun (prepare)
 
     # ---- set-up ------------------------------------------------------------------------
 
@@ -189,13 +199,27 @@ class Trainer:
         model = self.program.models.get(self.model_name())
         return ckpt.ir_hash(model) if model is not None else None
 
+    def join_processes(self) -> None:
+        """`distributed ddp` under torchrun: join the process group (a launch the regime does not
+        declare, or fsdp, is refused rather than run other than declared)."""
+        from modelspec.train import distributed
+
+        strategy = self.regime.distributed.name if self.regime.distributed is not None else None
+        try:
+            self.dist, self.dist_note = distributed.setup(strategy, self.device)
+        except DistributedError as exc:
+            raise TrainError(str(exc)) from None
+        if self.dist.active and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+
+    def loaders(self, epoch: int = 0, skip_batches: int = 0):
+        """This process's training loader of `epoch` (its share of each batch) and the validation loader."""
+        return self.make_loaders(
+            self.data, self.data_args, self.seed, epoch, skip_batches, rank=self.dist.rank, world=self.dist.world
+        )
+
     def prepare(self) -> None:
-        if self.regime.distributed is not None:
-            # Refused rather than ignored: a regime must never silently run other than declared.
-            raise TrainError(
-                f"`distributed {self.regime.distributed.name}` is not supported by `mspec train` yet; "
-                "remove the setting to train in one process"
-            )
+        self.join_processes()
         from modelspec.train.builders import make_loss, make_metric, make_optimizer, make_regularizer, make_schedule
         from modelspec.train.data import DataError, check_vocabulary, input_bounds, make_data, make_loaders
         from modelspec_torch.build import build
@@ -226,11 +250,19 @@ class Trainer:
         if self.regime.init:
             self.load_init(base)
         self.freeze()
+        # The module that runs forward passes: DDP's wrapper averages gradients across processes;
+        # self.model (its state_dict keys) is what checkpoints hold.
+        self.runner = self.model
+        if self.dist.active:
+            self.runner = torch.nn.parallel.DistributedDataParallel(self.model)
         self.training_mode = False  # whether the model is in train mode with its frozen layers in eval mode
         parameters = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.trainable = [p for _, p in parameters]  # what the per-step gradient check reads
         self.optimizer = make_optimizer(self.regime.optimizer, parameters)
-        self.batches_per_epoch = len(self.make_loaders(self.data, self.data_args, self.seed)[0])
+        try:
+            self.batches_per_epoch = len(self.loaders()[0])
+        except DataError as exc:
+            raise TrainError(str(exc)) from None
         self.steps_per_epoch = max(1, self.batches_per_epoch // self.regime.accumulate)
         # The schedule spans the regime's whole length, so a run stopped by --max-steps
         # and resumed follows the same learning rates as one that never stopped.
@@ -342,6 +374,24 @@ class Trainer:
     # ---- the run folder ------------------------------------------------------------------
 
     def open_folder(self) -> None:
+        """The run folder: process 0 makes (or checks) it and tells the others its path; the others
+        write nothing in it."""
+        error, folder = None, None
+        if self.dist.is_main:
+            try:
+                self.open_main_folder()
+                folder = str(self.folder)
+            except TrainError as exc:
+                error = str(exc)
+        error, folder = self.dist.broadcast((error, folder))  # every process stops, or none
+        if error is not None:
+            raise TrainError(error)
+        if not self.dist.is_main:
+            self.folder = Path(folder)
+            self.checkpoints = self.folder / "checkpoints"
+            self.log = MetricsLog(None)
+
+    def open_main_folder(self) -> None:
         if self.options.resume is not None:
             self.folder = Path(self.options.resume)
             try:
@@ -415,6 +465,8 @@ class Trainer:
         for name, p in self.model.state_dict().items():
             if p.is_floating_point() and not torch.isfinite(p).all():
                 self.stop_with(TrainError(f"the weights are not finite after step {step} (`{name}`)"))
+        if not self.dist.is_main:  # process 0 writes the checkpoints; the others hold the same state
+            return self.checkpoints / f"{ckpt.PREFIX}{step:08d}"
         tokenizer = getattr(getattr(self, "data", None), "tokenizer", None)
         metadata = {"modelspec.tokenizer": tokenizer.to_json()} if tokenizer is not None else None
         path = ckpt.save(
@@ -474,18 +526,22 @@ class Trainer:
             return {}
         results = {"train_loss": self.window_loss_sum / self.window_count}
         for metric in self.train_metrics:
+            if self.dist.active:  # the processes' counts add up (hits and counted; loss sums and counts)
+                state = metric_state(metric)
+                load_metric_state(metric, dict(zip(state, self.dist.all_sum(list(state.values())), strict=True)))
             results[f"train_{metric.name}"] = metric.compute()
         self.reset_window()
         return results
 
     # ---- steps ----------------------------------------------------------------------------------
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict[str, torch.Tensor], module=None) -> dict[str, torch.Tensor]:
         inputs = [batch[name] for name in self.model_ir.graph.inputs]
+        module = module or self.runner
         if self.autocast:
             with torch.autocast(self.device.type, dtype=self.amp_dtype):
-                return _outputs(self.model_ir, self.model(*inputs))
-        return _outputs(self.model_ir, self.model(*inputs))
+                return _outputs(self.model_ir, module(*inputs))
+        return _outputs(self.model_ir, module(*inputs))
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
@@ -499,38 +555,51 @@ class Trainer:
             self.training_mode = True
         # Every micro-batch's loss sum is divided by the count of the whole window; a window of
         # one batch takes the count the loss returns with its sum instead of counting twice.
-        total = None
-        if len(window) > 1:
+        total = global_count = None
+        if self.dist.active:
+            # DDP averages the processes' gradients, so each divides its loss sum by the count of
+            # the global window over the number of processes: the step one process would take.
+            (global_count,) = self.dist.all_sum([float(sum(self.loss.count(b) for b in window))])
+            global_count = max(global_count, 1.0)
+            total = global_count / self.dist.world
+        elif len(window) > 1:
             total = sum(self.loss.count(b) for b in window)
             total = total.clamp(min=1) if isinstance(total, torch.Tensor) else max(total, 1)
         loss_sum = 0.0
         samples = 0
-        for batch in window:
+        for i, batch in enumerate(window):
             batch = self.to_device(batch)
-            outputs = self.forward(batch)
-            part_sum, part_count = self.loss(outputs, batch)
-            if total is None:
-                total = part_count.clamp(min=1) if isinstance(part_count, torch.Tensor) else max(part_count, 1)
-            loss = part_sum.float() / total
-            if self.teacher is not None:
-                # (1 - w) of the hard loss and w of the teacher's soft targets (Hinton et al. 2015)
-                weight = self.regime.distill.weight
-                soft_sum, rows = self.distillation(outputs, batch)
-                loss = (1 - weight) * loss + weight * soft_sum / (rows * len(window))
-                part_sum = part_sum.detach() * (1 - weight) + weight * soft_sum.detach() * float(total) / (
-                    rows * len(window)
-                )
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-            else:
-                loss.backward()
+            # with DDP, gradients are averaged across processes once per window, at its last micro-batch
+            sync = self.dist.active and i < len(window) - 1
+            with self.runner.no_sync() if sync else contextlib.nullcontext():
+                outputs = self.forward(batch)
+                part_sum, part_count = self.loss(outputs, batch)
+                if total is None:
+                    total = part_count.clamp(min=1) if isinstance(part_count, torch.Tensor) else max(part_count, 1)
+                loss = part_sum.float() / total
+                if self.teacher is not None:
+                    # (1 - w) of the hard loss and w of the teacher's soft targets (Hinton et al. 2015)
+                    weight = self.regime.distill.weight
+                    soft_sum, rows = self.distillation(outputs, batch)
+                    loss = (1 - weight) * loss + weight * soft_sum / (rows * len(window))
+                    part_sum = part_sum.detach() * (1 - weight) + weight * soft_sum.detach() * float(total) / (
+                        rows * len(window)
+                    )
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
             loss_sum += part_sum.item()
             samples += next(iter(batch.values())).shape[0]
             if self.train_metrics:
                 with torch.no_grad():
                     for metric in self.train_metrics:
                         metric.update(outputs, batch, part_sum.detach(), part_count)
-        mean = loss_sum / float(total)
+        if self.dist.active:
+            (loss_sum,) = self.dist.all_sum([loss_sum])  # the logged loss is the global window's
+        else:
+            global_count = float(total)
+        mean = loss_sum / global_count
         if self.regularizers:
             penalty = sum(r(self.model) for r in self.regularizers)
             penalty.backward()
@@ -556,8 +625,8 @@ class Trainer:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.schedule.step()
-        self.window_loss_sum += mean * float(total)
-        self.window_count += float(total)
+        self.window_loss_sum += mean * global_count
+        self.window_count += global_count
         return mean, samples
 
     @torch.no_grad()
@@ -569,7 +638,7 @@ class Trainer:
         loss_sum, count = 0.0, 0.0
         for batch in loader:
             batch = self.to_device(batch)
-            outputs = self.forward(batch)
+            outputs = self.forward(batch, self.model)
             part_sum, part_count = self.loss(outputs, batch)
             loss_sum += float(part_sum)
             count += float(part_count)
@@ -594,6 +663,8 @@ class Trainer:
         self.saved: tuple[tuple, Path] | None = None
         self.reset_window()
         self.open_folder()
+        if getattr(self, "dist_note", None):
+            self.note(self.dist_note)
         step, epoch, position = 0, 0, 0
         if self.options.resume is not None:
             self.restored_log_bytes = None
@@ -612,10 +683,18 @@ class Trainer:
         return step, epoch, position
 
     def run(self) -> RunResult:
+        try:
+            result = self.run_all()
+            self.dist.barrier()  # the others wait for process 0's last checkpoint before leaving the group
+            return result
+        finally:
+            self.dist.shutdown()
+
+    def run_all(self) -> RunResult:
         step, epoch, position = self.start()
         stopped = "done"
         started = time.perf_counter()
-        with Progress(self, enabled=self.options.progress) as progress:
+        with Progress(self, enabled=self.options.progress, quiet=not self.dist.is_main) as progress:
             while step < self.total_steps and stopped == "done":
                 step, epoch, position, stopped = self.run_epoch(step, epoch, position, progress)
         regime_total = self.regime.steps or self.regime.epochs * self.steps_per_epoch
@@ -626,13 +705,11 @@ class Trainer:
             {"step": step, "epoch": epoch, "event": "end", "stopped": stopped, "seconds": time.perf_counter() - started}
         )
         self.log.close()
-        return RunResult(self.folder, step, epoch, dict(self.last_metrics), self.best, stopped)
+        return RunResult(self.folder, step, epoch, dict(self.last_metrics), self.best, stopped, self.dist.is_main)
 
     def run_epoch(self, step: int, epoch: int, position: int, progress) -> tuple[int, int, int, str]:
         """Train from batch `position` of `epoch` to its end (or to the last step)."""
-        train_loader, val_loader = self.make_loaders(
-            self.data, self.data_args, self.seed, epoch=epoch, skip_batches=position
-        )
+        train_loader, val_loader = self.loaders(epoch, position)
         window: list = []
         seen, tick = 0, time.perf_counter()
         for batch in train_loader:
@@ -732,6 +809,9 @@ class Trainer:
 
     def _mark_best(self, path: Path) -> None:
         """Copy checkpoint `path` to `best/`, replacing the previous best without a moment of none."""
+        self.best_path = path
+        if not self.dist.is_main:
+            return
         best, tmp, old = self.folder / "best", self.folder / ".best.tmp", self.folder / ".best.old"
         for leftover in (tmp, old):
             if leftover.is_symlink():
@@ -746,6 +826,8 @@ class Trainer:
         self.best_path = path
 
     def note(self, text: str) -> None:
+        if not self.dist.is_main:
+            return
         self.log.write({"event": "note", "text": text})
         from rich.console import Console
         from rich.markup import escape
@@ -756,12 +838,13 @@ class Trainer:
 class Progress:
     """A live rich progress bar on a terminal; a line per epoch otherwise."""
 
-    def __init__(self, trainer: Trainer, enabled: bool):
+    def __init__(self, trainer: Trainer, enabled: bool, quiet: bool = False):
         from rich.console import Console
 
         self.trainer = trainer
         self.console = Console(stderr=True)
-        self.enabled = enabled and self.console.is_terminal
+        self.quiet = quiet  # prints nothing (the processes of a distributed run but the first)
+        self.enabled = enabled and self.console.is_terminal and not quiet
         self.bar = None
         self.last_epoch = -1
 
@@ -792,6 +875,8 @@ class Progress:
             self.bar.update(self.task, completed=step, status=f"epoch {epoch} loss {loss:.4f} lr {lr:.2e}")
 
     def evaluated(self, results: dict[str, float]) -> None:
+        if self.quiet:
+            return
         text = "  ".join(f"{k} {v:.4f}" for k, v in results.items())
         if self.bar is not None:
             self.bar.console.print(f"  evaluation: {text}")

@@ -729,17 +729,3 @@ def test_no_leftover_processes_or_files(tmp_path):
     assert not [n for n in names if n.startswith(".")]
     assert [p.name for p in ckpt.checkpoints(result.folder / "checkpoints")] == ["step-00000010", "step-00000012"]
     assert os.listdir(result.folder / "spec") == ["00-small.mspec"]
-
-
-def test_distributed_is_refused_not_ignored(tmp_path):
-    import modelspec
-
-    text = (
-        (SPECS / "mlp_digits.mspec")
-        .read_text()
-        .replace("metrics    [accuracy]", "metrics    [accuracy]\n    distributed ddp")
-    )
-    program = modelspec.load(text)
-    with pytest.raises(TrainError, match="not supported"):
-        Trainer(program, program.trains["mlp_sgd"], Options(out=tmp_path, progress=False)).run()
-    assert not any(tmp_path.iterdir())
