@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -729,3 +730,31 @@ def test_no_leftover_processes_or_files(tmp_path):
     assert not [n for n in names if n.startswith(".")]
     assert [p.name for p in ckpt.checkpoints(result.folder / "checkpoints")] == ["step-00000010", "step-00000012"]
     assert os.listdir(result.folder / "spec") == ["00-small.mspec"]
+
+
+def test_bf16_autocast_on_the_cpu(tmp_path):
+    """`precision bf16` on the CPU: the linear layers run in bfloat16 under autocast, the weights
+    and the optimizer stay float32, and the run learns."""
+    path = write_spec(tmp_path, block(precision="bf16", schedule=None, epochs="1"))
+    trainer = make_trainer(path, out=tmp_path / "runs")
+    seen = set()
+    trainer.prepare = _after(
+        trainer.prepare,
+        lambda: trainer.model.fc1.register_forward_hook(lambda module, args, output: seen.add(output.dtype)),
+    )
+    result = trainer.run()
+    assert seen == {torch.bfloat16}
+    final = weights(result.folder)
+    assert all(t.dtype == torch.float32 for t in final.values())
+    losses = [r["loss"] for r in records(result.folder) if "loss" in r]
+    assert all(map(math.isfinite, losses)) and losses[-1] < losses[0] / 2
+    assert result.metrics["val_accuracy"] > 0.8
+
+
+def _after(function, then):
+    def wrapped(*args, **kwargs):
+        value = function(*args, **kwargs)
+        then()
+        return value
+
+    return wrapped
