@@ -352,6 +352,8 @@ class CrossEntropy(Criterion):
             )
         if target.is_floating_point():
             raise ValueError(f"`cross_entropy`: class indices must be integers, got {target.dtype}")
+        if prediction.dim() == 2:  # [N, C] against [N] already (a view op per step costs more than the check)
+            return prediction, target.long()
         return prediction.reshape(-1, classes), target.reshape(-1).long()
 
     def __call__(self, prediction, target):

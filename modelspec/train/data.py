@@ -761,43 +761,65 @@ def check_vocabulary(bundle: DataBundle, size: int, where: str = "the model's em
 # ---- loaders ------------------------------------------------------------------------
 
 
-class EpochSampler(Sampler[int]):
-    """The indices of one epoch: a permutation seeded by `seed + epoch` (or
-    0..n-1 in order), from position `start` on."""
+class EpochBatches(Sampler[torch.Tensor]):
+    """The batches of one epoch, as index tensors: the epoch's order (a permutation seeded by
+    `seed + epoch`, or 0..n-1 without `shuffle`) cut into batches of `batch` (the last one shorter
+    unless `drop_last`), from batch `start` on. With `world` > 1 processes (data-parallel
+    training) only full batches are cut, and process `rank` takes every `world`-th index of each
+    from the `rank`-th: the processes together see the batches one process would."""
 
-    def __init__(self, n: int, shuffle: bool, seed: int, epoch: int, start: int = 0):
-        self.n, self.shuffle, self.seed, self.epoch, self.start = n, shuffle, seed, epoch, start
+    def __init__(
+        self,
+        n: int,
+        batch: int,
+        *,
+        shuffle: bool,
+        seed: int,
+        epoch: int,
+        start: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world: int = 1,
+    ):
+        self.n, self.batch, self.shuffle, self.seed, self.epoch = n, batch, shuffle, seed, epoch
+        self.start, self.rank, self.world = start, rank, world
+        self.total = n // batch if drop_last or world > 1 else math.ceil(n / batch)
 
-    def order(self) -> list[int]:
+    def order(self) -> torch.Tensor:
         if not self.shuffle:
-            return list(range(self.n))
-        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+            return torch.arange(self.n)
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
 
     def __iter__(self):
-        return iter(self.order()[self.start :])
+        order = self.order()
+        for k in range(self.start, self.total):
+            indices = order[k * self.batch : (k + 1) * self.batch]
+            yield indices[self.rank :: self.world] if self.world > 1 else indices
 
     def __len__(self) -> int:
-        return max(self.n - self.start, 0)
+        return max(self.total - self.start, 0)
 
 
-class ShardedBatches(Sampler[list[int]]):
-    """Process `rank`'s share of each global batch of an epoch (data-parallel training): global
-    batch k is `order[k * batch : (k + 1) * batch]` of the epoch's EpochSampler order, and the
-    process takes every `world`-th index of it from the `rank`-th. Only full global batches, so
-    every process gets as many batches, all of the same size."""
+def fetch(dataset: Dataset, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One batch: a whole gather per tensor where the dataset can (`__getitems__`), else item by item."""
+    if hasattr(dataset, "__getitems__"):
+        return dataset.__getitems__(indices)
+    return default_collate([dataset[int(i)] for i in indices])
 
-    def __init__(self, n: int, shuffle: bool, seed: int, epoch: int, batch: int, rank: int, world: int, start: int):
-        self.order_of = EpochSampler(n, shuffle, seed, epoch)
-        self.batch, self.rank, self.world, self.start = batch, rank, world, start
-        self.batches = n // batch
+
+class Batches:
+    """The batches of an EpochBatches fetched in this process (`workers=0`): what a DataLoader
+    gives, without its per-batch machinery (which costs as much as a small model's step)."""
+
+    def __init__(self, dataset: Dataset, batches: EpochBatches):
+        self.dataset, self.batches = dataset, batches
 
     def __iter__(self):
-        order = self.order_of.order()
-        for k in range(self.start, self.batches):
-            yield order[k * self.batch : (k + 1) * self.batch][self.rank :: self.world]
+        for indices in self.batches:
+            yield fetch(self.dataset, indices)
 
     def __len__(self) -> int:
-        return max(self.batches - self.start, 0)
+        return len(self.batches)
 
 
 def seed_worker(worker_id: int) -> None:
@@ -824,48 +846,51 @@ def _arg(args, name: str, default):
 
 def make_loaders(
     bundle: DataBundle, args, seed: int, epoch: int = 0, skip_batches: int = 0, rank: int = 0, world: int = 1
-) -> tuple[DataLoader, DataLoader | None]:
-    """The training loader of epoch `epoch`, starting after `skip_batches`
-    batches, and the validation loader (in order; None without validation
+) -> tuple[Batches | DataLoader, Batches | DataLoader | None]:
+    """The training batches of epoch `epoch`, starting after `skip_batches`
+    batches, and the validation batches (in order; None without validation
     data). `args`: the dataset's arguments (its Args, a mapping, or the
-    ComponentSpec); read are `batch`, `shuffle` (default true), `workers` (0).
-    With `world` > 1 processes, the training loader gives process `rank` its
-    share of each global batch of `batch` items (ShardedBatches)."""
+    ComponentSpec); read are `batch`, `shuffle` (default true), `workers` (0:
+    fetched in this process; more: a DataLoader with that many worker
+    processes, giving the same batches). With `world` > 1 processes, the
+    training batches are process `rank`'s shares of the global batches of
+    `batch` items (see EpochBatches)."""
     batch = _arg(args, "batch", 32)
     shuffle = _arg(args, "shuffle", True)
     workers = _arg(args, "workers", 0)
     n = len(bundle.train)
     if world > 1 and batch % world:
         raise DataError(f"`batch={batch}` is the global batch: it must be a multiple of the {world} processes")
-    batches = n // batch if bundle.drop_last or world > 1 else math.ceil(n / batch)
-    if skip_batches < 0 or skip_batches > batches:
-        raise DataError(f"cannot skip {skip_batches} batches: an epoch of the training data has {batches}")
+    train_batches = EpochBatches(
+        n,
+        batch,
+        shuffle=shuffle,
+        seed=seed,
+        epoch=epoch,
+        start=skip_batches,
+        drop_last=bundle.drop_last,
+        rank=rank,
+        world=world,
+    )
+    if skip_batches < 0 or skip_batches > train_batches.total:
+        raise DataError(f"cannot skip {skip_batches} batches: an epoch of the training data has {train_batches.total}")
 
-    def loader(dataset: Dataset, sampler: Sampler, tag: int) -> DataLoader:
+    def loader(dataset: Dataset, batches: EpochBatches, tag: int) -> Batches | DataLoader:
+        if not workers:
+            return Batches(dataset, batches)
         return DataLoader(
             dataset,
-            batch_size=batch,
-            sampler=sampler,
+            batch_sampler=batches,
             num_workers=workers,
-            drop_last=bundle.drop_last,
             collate_fn=_batched,
-            worker_init_fn=seed_worker if workers else None,
+            worker_init_fn=seed_worker,
             generator=torch.Generator().manual_seed(seed + epoch + tag),
         )
 
-    if world > 1:
-        shards = ShardedBatches(n, shuffle, seed, epoch, batch, rank, world, skip_batches)
-        train = DataLoader(
-            bundle.train,
-            batch_sampler=shards,
-            num_workers=workers,
-            collate_fn=_batched,
-            worker_init_fn=seed_worker if workers else None,
-            generator=torch.Generator().manual_seed(seed + epoch),
-        )
-    else:
-        train = loader(bundle.train, EpochSampler(n, shuffle, seed, epoch, skip_batches * batch), 0)
+    train = loader(bundle.train, train_batches, 0)
     val = None
     if bundle.val is not None:
-        val = loader(bundle.val, EpochSampler(len(bundle.val), False, seed, epoch), 1)
+        size = len(bundle.val)
+        in_order = EpochBatches(size, batch, shuffle=False, seed=seed, epoch=epoch, drop_last=bundle.drop_last)
+        val = loader(bundle.val, in_order, 1)
     return train, val

@@ -167,10 +167,9 @@ class MetricsLog:
 
 
 def _outputs(model_ir, result) -> dict[str, torch.Tensor]:
-    names = list(model_ir.graph.outputs)
     if isinstance(result, dict):
         return result
-    return {names[0]: result}
+    return {next(iter(model_ir.graph.outputs)): result}
 
 
 class Trainer:
@@ -544,6 +543,8 @@ class Trainer:
         return _outputs(self.model_ir, module(*inputs))
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.device.type == "cpu":  # the data is on the CPU already
+            return batch
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
     def train_step(self, window: list[dict[str, torch.Tensor]], step: int) -> tuple[float, int]:
@@ -624,7 +625,8 @@ class Trainer:
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.schedule.step()
+        if self.regime.schedule is not None:  # without one, the learning rate is constant: nothing to step
+            self.schedule.step()
         self.window_loss_sum += mean * global_count
         self.window_count += global_count
         return mean, samples
@@ -906,7 +908,7 @@ def _finite_gradients(parameters: list[torch.nn.Parameter]) -> bool:
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return True
-    return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
+    return all(map(math.isfinite, torch.stack(torch._foreach_norm(grads)).tolist()))
 
 
 def _text(value: Any) -> str:
