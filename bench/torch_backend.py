@@ -148,6 +148,7 @@ def cases() -> list[Case]:
             lambda g: (torch.randn(32, 3, 32, 32, generator=g), torch.randint(0, 10, (32,), generator=g)),
             cross_entropy,
             pairs=400,
+            variants={"modelspec, out-of-place activations (patched source)": patched(out_of_place_source)},
         ),
         Case(
             "dcgan_G",
