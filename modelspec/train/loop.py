@@ -23,6 +23,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -564,8 +565,7 @@ class Trainer:
             global_count = max(global_count, 1.0)
             total = global_count / self.dist.world
         elif len(window) > 1:
-            total = sum(self.loss.count(b) for b in window)
-            total = total.clamp(min=1) if isinstance(total, torch.Tensor) else max(total, 1)
+            total = max(float(sum(self.loss.count(b) for b in window)), 1.0)
         loss_sum = 0.0
         samples = 0
         for i, batch in enumerate(window):
@@ -575,8 +575,8 @@ class Trainer:
             with self.runner.no_sync() if sync else contextlib.nullcontext():
                 outputs = self.forward(batch)
                 part_sum, part_count = self.loss(outputs, batch)
-                if total is None:
-                    total = part_count.clamp(min=1) if isinstance(part_count, torch.Tensor) else max(part_count, 1)
+                if total is None:  # a Python number: dividing by it adds no tensor op
+                    total = max(float(part_count), 1.0)
                 loss = part_sum.float() / total
                 if self.teacher is not None:
                     # (1 - w) of the hard loss and w of the teacher's soft targets (Hinton et al. 2015)
@@ -882,8 +882,8 @@ class Progress:
         text = "  ".join(f"{k} {v:.4f}" for k, v in results.items())
         if self.bar is not None:
             self.bar.console.print(f"  evaluation: {text}")
-        else:
-            self.console.print(f"{self.trainer.regime.name}: {text}")
+        else:  # a plain line (rich's rendering costs a small model's step or two)
+            print(f"{self.trainer.regime.name}: {text}", file=sys.stderr, flush=True)
 
 
 def metric_state(metric) -> dict[str, Any]:
