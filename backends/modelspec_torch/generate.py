@@ -1,11 +1,12 @@
 """Sampling text from a language-model spec, with a KV cache.
 
 The generated `Attention` modules keep the keys and values of earlier
-positions while `kv_cache(model)` is active, and `Positions` modules count
-from the tokens already decoded; so after the prompt, each new token runs
-the model over one position. A model whose position-dependent ops cannot
-cache (e.g. `positional_encoding`, `rotary`) is run over the whole prefix
-each step instead: slower, same tokens.
+positions while `kv_cache(model)` is active, and `Positions` and `Rotary`
+modules count from the tokens already decoded; so after the prompt, each new
+token runs the model over one position. A model whose position-dependent ops
+cannot cache (`positional_encoding`, the encoder-decoder's
+`MultiheadAttention`) is run over the whole prefix each step instead:
+slower, same tokens.
 """
 
 from __future__ import annotations
@@ -61,9 +62,7 @@ class Tokenizer:
 
 def cacheable(module: torch.nn.Module) -> bool:
     """Whether every position-dependent op of the model can decode with a cache."""
-    return not any(type(m).__name__ in ("SinusoidalPositions", "MultiheadAttention") for m in module.modules()) and (
-        "rotary(" not in getattr(module, "modelspec_source", "")
-    )
+    return not any(type(m).__name__ in ("SinusoidalPositions", "MultiheadAttention") for m in module.modules())
 
 
 class Cache:
@@ -71,7 +70,8 @@ class Cache:
 
     def __init__(self, module: torch.nn.Module):
         self.attentions = [m for m in module.modules() if getattr(m, "caches_keys_and_values", False)]
-        self.positions = [m for m in module.modules() if type(m).__name__ == "Positions"]
+        # Modules that number positions: they start at the tokens already decoded.
+        self.positions = [m for m in module.modules() if type(m).__name__ in ("Positions", "Rotary")]
 
     def reset(self) -> None:
         """Forget every cached position (the next call starts at position 0)."""

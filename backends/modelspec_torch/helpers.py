@@ -14,14 +14,25 @@ SINUSOIDAL_POSITIONS = '''class SinusoidalPositions(nn.Module):
         table[:, 1::2] = torch.cos(position * frequency[: width // 2])
         self.register_buffer("weight", table, persistent=False)'''
 
-ROTARY = '''def rotary(x, base):
-    """Rotary position embedding over the last dimension of [B, h, T, d] (d even)."""
-    half = x.size(-1) // 2
-    frequency = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-    angle = torch.arange(x.size(-2), device=x.device, dtype=torch.float32).unsqueeze(1) * frequency
-    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)'''
+ROTARY = '''class Rotary(nn.Module):
+    """Rotary position embedding over the last dimension of [B, h, T, d] (d even; no parameters).
+
+    Positions count from `offset`, the tokens already decoded while a KV cache is in use.
+    """
+
+    def __init__(self, base):
+        super().__init__()
+        self.base = base
+        self.offset = 0
+
+    def forward(self, x):
+        half = x.size(-1) // 2
+        frequency = self.base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+        position = torch.arange(self.offset, self.offset + x.size(-2), device=x.device, dtype=torch.float32)
+        angle = position.unsqueeze(1) * frequency
+        cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+        x1, x2 = x[..., :half], x[..., half:]
+        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)'''
 
 WITH_CAUSAL = '''def with_causal(mask, queries, keys):
     """A mask that also hides future positions (SDPA takes a mask or is_causal, not both)."""
@@ -103,7 +114,7 @@ HELPERS = {
     "Attention": (ATTENTION, ()),
     "Positions": (POSITIONS, ()),
     "with_causal": (WITH_CAUSAL, ()),
-    "rotary": (ROTARY, ()),
+    "Rotary": (ROTARY, ()),
     "SinusoidalPositions": (SINUSOIDAL_POSITIONS, ()),
     "MultiheadAttention": (MULTIHEAD_ATTENTION, ("with_causal",)),
 }

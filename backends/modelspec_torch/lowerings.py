@@ -126,8 +126,8 @@ def positional_encoding(site: Site) -> dict:
 
 
 def rotary(site: Site) -> dict:
-    site.helpers.add("rotary")
-    return {"x": site.x, "base": _py(float(site.attrs["base"]))}
+    site.helpers.add("Rotary")
+    return {"module": site.module, "x": site.x, "base": _py(float(site.attrs["base"]))}
 
 
 # ---- norms ----------------------------------------------------------------------------
@@ -381,7 +381,7 @@ LOWERINGS = [
         positional_encoding,
         init="init_positional_encoding",
     ),
-    Lowering("rotary", "layers.j2", "forward_rotary", rotary),
+    Lowering("rotary", "layers.j2", "forward_rotary", rotary, init="init_rotary"),
     Lowering("layernorm", "norms.j2", "forward_norm", layernorm, init="init_layernorm", fresh=True),
     Lowering("rmsnorm", "norms.j2", "forward_norm", rmsnorm, init="init_rmsnorm"),
     Lowering("batchnorm1d", "norms.j2", "forward_norm", batchnorm("1d"), init="init_batchnorm", fresh=True),

@@ -250,7 +250,7 @@ def mspec_string(text: str, escape_cr: bool = False) -> str:
 GENERATED_NAMES = [
     "self", "torch", "nn", "F", "math", "typing", "x", "y", "h", "z", "B", "T", "D", "layer", "layer_1",
     "x_1", "self_1", "relu", "linear", "fc", "blk", "blocks", "Module", "M", "Bk", "Block", "Sequential",
-    "ModuleList", "Linear", "SinusoidalPositions", "MultiheadAttention", "Attention", "Positions", "rotary",
+    "ModuleList", "Linear", "SinusoidalPositions", "MultiheadAttention", "Attention", "Positions", "rotary", "Rotary",
     "with_causal", "os", "sys", "subprocess", "builtins", "inf", "nan", "v_", "class_",
     "init_", "_1", "a1", "past", "offset", "caches_keys_and_values", "modelspec_source", "weight", "bias",
 ]  # fmt: skip

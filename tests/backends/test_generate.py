@@ -108,3 +108,42 @@ def test_cli_generate_bad_checkpoint(tiny, tmp_path, capsys):
     save_file({"w": torch.zeros(2)}, str(other))
     assert main(["generate", str(spec), "--checkpoint", str(other), "--prompt", "hi"]) == 1
     assert "does not fit model" in capsys.readouterr().err
+
+
+ROPE = """
+model RoPE(vocab: int = 64, d: int = 32, heads: int = 4) {
+    input tokens: int64[B, T]
+    x = embedding(tokens, vocab, d, name=wte)
+    q = x |> linear(d, bias=false) |> split_heads(heads) |> rotary(base=500.0)
+    k = x |> linear(d, bias=false) |> split_heads(heads) |> rotary(base=500.0)
+    v = x |> linear(d, bias=false) |> split_heads(heads)
+    y = attention(q, k, v, causal=true) |> merge_heads
+    output logits = (x + y) |> linear(vocab)
+}
+"""
+
+
+def test_rotary_positions_decode_with_the_cache():
+    """Rotary modules count positions from the tokens already decoded, so a
+    rotary model (LLaMA's positions) decodes one position per step."""
+    from modelspec_torch.generate import cacheable
+
+    module = modelspec.build(modelspec.load(ROPE, name="rope.mspec"), "RoPE", seed=1).eval()
+    assert cacheable(module)
+    tokens = torch.randint(0, 64, (2, 10), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = module(tokens)
+        with kv_cache(module) as cache:
+            pieces = [module(tokens[:, :4])]
+            for i in range(4, 10):
+                cache.advance(i)
+                pieces.append(module(tokens[:, i : i + 1]))
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=1e-5, atol=1e-5)
+    seen = []
+    handle = module.wte.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+    try:
+        cached = sample(module, [1, 2, 3, 4], 6, context=16, greedy=True, use_cache=True)
+    finally:
+        handle.remove()
+    assert seen == [4, 1, 1, 1, 1, 1]
+    assert cached == sample(module, [1, 2, 3, 4], 6, context=16, greedy=True, use_cache=False)

@@ -46,14 +46,25 @@ class Attention(nn.Module):
         )
 
 
-def rotary(x, base):
-    """Rotary position embedding over the last dimension of [B, h, T, d] (d even)."""
-    half = x.size(-1) // 2
-    frequency = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-    angle = torch.arange(x.size(-2), device=x.device, dtype=torch.float32).unsqueeze(1) * frequency
-    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+class Rotary(nn.Module):
+    """Rotary position embedding over the last dimension of [B, h, T, d] (d even; no parameters).
+
+    Positions count from `offset`, the tokens already decoded while a KV cache is in use.
+    """
+
+    def __init__(self, base):
+        super().__init__()
+        self.base = base
+        self.offset = 0
+
+    def forward(self, x):
+        half = x.size(-1) // 2
+        frequency = self.base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+        position = torch.arange(self.offset, self.offset + x.size(-2), device=x.device, dtype=torch.float32)
+        angle = position.unsqueeze(1) * frequency
+        cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+        x1, x2 = x[..., :half], x[..., half:]
+        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
 class RotaryAttention(nn.Module):
@@ -62,7 +73,9 @@ class RotaryAttention(nn.Module):
     def __init__(self):
         super().__init__()
         self.wq = nn.Linear(96, 96, bias=False)  # llama_tiny.mspec:13
+        self.rotary = Rotary(10000.0)  # llama_tiny.mspec:13
         self.wk = nn.Linear(96, 96, bias=False)  # llama_tiny.mspec:14
+        self.rotary_1 = Rotary(10000.0)  # llama_tiny.mspec:14
         self.wv = nn.Linear(96, 96, bias=False)  # llama_tiny.mspec:15
         self.attention = Attention(causal=True)  # llama_tiny.mspec:16
         self.wo = nn.Linear(96, 96, bias=False)  # llama_tiny.mspec:17
@@ -70,13 +83,13 @@ class RotaryAttention(nn.Module):
     def forward(self, x):
         wq = self.wq(x)  # [B, T, 96]  llama_tiny.mspec:13
         split_heads = wq.unflatten(-1, (4, -1)).transpose(1, 2)  # [B, 4, T, 24]  llama_tiny.mspec:13
-        rotary_1 = rotary(split_heads, 10000.0)  # [B, 4, T, 24]  llama_tiny.mspec:13
+        rotary = self.rotary(split_heads)  # [B, 4, T, 24]  llama_tiny.mspec:13
         wk = self.wk(x)  # [B, T, 96]  llama_tiny.mspec:14
         split_heads_1 = wk.unflatten(-1, (4, -1)).transpose(1, 2)  # [B, 4, T, 24]  llama_tiny.mspec:14
-        rotary_1_1 = rotary(split_heads_1, 10000.0)  # [B, 4, T, 24]  llama_tiny.mspec:14
+        rotary_1 = self.rotary_1(split_heads_1)  # [B, 4, T, 24]  llama_tiny.mspec:14
         wv = self.wv(x)  # [B, T, 96]  llama_tiny.mspec:15
         split_heads_2 = wv.unflatten(-1, (4, -1)).transpose(1, 2)  # [B, 4, T, 24]  llama_tiny.mspec:15
-        attention = self.attention(rotary_1, rotary_1_1, split_heads_2)  # [B, 4, T, 24]  llama_tiny.mspec:16
+        attention = self.attention(rotary, rotary_1, split_heads_2)  # [B, 4, T, 24]  llama_tiny.mspec:16
         merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 96]  llama_tiny.mspec:16
         wo = self.wo(merge_heads)  # [B, T, 96]  llama_tiny.mspec:17
         return wo
