@@ -38,5 +38,7 @@ train stdlib_chars {
     clip_grad  1.0
     metrics    perplexity
     evaluate   every(steps=250)
+    checkpoint every(steps=250)
+    keep       2
     seed       0
 }
