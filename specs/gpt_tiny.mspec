@@ -29,16 +29,16 @@ model GPTTiny(
 # the running interpreter's standard library (`stdlib:json`): no text file to
 # ship or download. Its characters (94 of them) fit the vocabulary of 96.
 train stdlib_chars {
-    model      GPTTiny()
-    data       text(path="stdlib:json", tokenizer=char, block=64, batch=16)
-    loss       cross_entropy(logits, target)
-    optimizer  adamw(lr=1e-3, weight_decay=0.1, no_decay=[bias, norm])
-    schedule   cosine(warmup=50)
-    steps      1500
-    clip_grad  1.0
-    metrics    perplexity
-    evaluate   every(steps=250)
-    checkpoint every(steps=250)
-    keep       2
-    seed       0
+    model       GPTTiny()
+    data        text(path="stdlib:json", tokenizer=char, block=64, batch=16)
+    loss        cross_entropy(logits, target)
+    optimizer   adamw(lr=1e-3, weight_decay=0.1, no_decay=[bias, norm])
+    schedule    cosine(warmup=50)
+    steps       1500
+    clip_grad   1.0
+    metrics     perplexity
+    evaluate    every(steps=250)
+    checkpoint  every(steps=250)
+    keep        2
+    seed        0
 }
