@@ -112,9 +112,27 @@ def train_command(file, regime, out, device, max_steps, resume, seed, tensorboar
         result = trainer_class(program, spec, options, sources=dict(sources.texts)).run()
     except TrainError as exc:
         click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+        _leave(1)
     if result.main:  # one report for a distributed run, from its first process
         _print_result(result)
+    _leave(0)
+
+
+def _leave(code: int) -> None:
+    """Exit with `code`. A process that torchrun started leaves at once once its output is flushed:
+    gloo's threads, torn down with the interpreter, sometimes abort it ("terminate called without an
+    active exception") after the run has finished and its process group is destroyed."""
+    import os
+    import sys
+
+    from modelspec.train.distributed import launched_world
+
+    if launched_world() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if code:
+        raise SystemExit(code)
 
 
 def _launch(nproc, spec, file, name, out, device, max_steps, resume_folder, seed, tensorboard) -> int:

@@ -690,6 +690,8 @@ class Trainer:
             self.dist.barrier()  # the others wait for process 0's last checkpoint before leaving the group
             return result
         finally:
+            # DDP's reducer holds the process group: release it before the group is destroyed
+            self.runner = getattr(self, "model", None)
             self.dist.shutdown()
 
     def run_all(self) -> RunResult:
