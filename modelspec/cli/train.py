@@ -111,7 +111,10 @@ def train_command(file, regime, out, device, max_steps, resume, seed, tensorboar
     try:
         result = trainer_class(program, spec, options, sources=dict(sources.texts)).run()
     except TrainError as exc:
-        click.echo(f"error: {exc}", err=True)
+        import os
+
+        rank = os.environ.get("RANK", "0") if "WORLD_SIZE" in os.environ else "0"
+        click.echo(f"error: {exc}" if rank == "0" else f"error (process {rank}): {exc}", err=True)
         _leave(1)
     if result.main:  # one report for a distributed run, from its first process
         _print_result(result)
@@ -139,6 +142,7 @@ def _launch(nproc, spec, file, name, out, device, max_steps, resume_folder, seed
     """`--nproc N`: run this very command in N processes under torchrun; its exit status."""
     import os
     import subprocess
+    import sys
 
     from modelspec.train.distributed import launch_command, launched_world
 
@@ -159,7 +163,30 @@ def _launch(nproc, spec, file, name, out, device, max_steps, resume_folder, seed
     if tensorboard:
         args.append("--tensorboard")
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    return subprocess.run(launch_command(nproc, args), env=env).returncode
+    process = subprocess.Popen(launch_command(nproc, args), env=env, stderr=subprocess.PIPE, text=True, bufsize=1)
+    for line in _without_launcher_noise(process.stderr):
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    code = process.wait()
+    if code:
+        click.echo(f"error: the run in {nproc} processes failed (torchrun's exit status {code})", err=True)
+        return 1
+    return 0
+
+
+def _without_launcher_noise(lines):
+    """The processes' own lines of stderr, without torchrun's: its log records (`W1124 12:00:00 …`)
+    and the Python traceback it prints when a process fails (the processes print none: `main` turns
+    every exception into a message)."""
+    import re
+
+    dropping = False
+    for line in lines:
+        if line.startswith("Traceback (most recent call last):"):
+            dropping = True
+        if dropping or re.match(r"[IWEF]\d{4} \d\d:\d\d:\d\d", line):
+            continue
+        yield line
 
 
 def _print_result(result) -> None:

@@ -115,3 +115,13 @@ def test_nproc_needs_a_ddp_regime(tmp_path, capsys):
     path.write_text(SPEC.replace("    distributed ddp\n", ""))
     assert main(["train", str(path), "--out", str(tmp_path / "runs"), "--nproc", "2"]) == 2
     assert "declares no `distributed ddp`" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_failing_distributed_run_reports_without_a_traceback(tmp_path, capfd):
+    path = tmp_path / "small.mspec"
+    path.write_text(SPEC.replace("adam(lr=1e-2)", "adam(lr=1e30)"))  # the loss is NaN at step 2
+    assert main(["train", str(path), "--out", str(tmp_path / "runs"), "--nproc", "2", "--no-progress"]) == 1
+    err = capfd.readouterr().err
+    assert "error: the loss is nan at step 2" in err and "error: the run in 2 processes failed" in err
+    assert "Traceback" not in err and "ChildFailedError" not in err
