@@ -53,7 +53,11 @@ Conventions:
 - Losses return `(sum, count)`, never the mean: `sum / count` is the mean
   torch would give. Gradient accumulation divides every micro-batch's sum by
   the whole window's count, which `Loss.count(batch)` gives before any
-  forward pass. What is counted:
+  forward pass. `mean(prediction, target)` gives `(sum / count, count)` at
+  once (cross_entropy and the elementwise losses through torch's own
+  reduction="mean", which divides by the same count), for a window of one
+  micro-batch; with nothing counted its mean is undefined (nan): use the sum.
+  What is counted:
     cross_entropy     targets not equal to `ignore_index` (class indices), or
                       rows (class probabilities as targets, same shape as the
                       prediction); class scores are in the LAST dimension:
@@ -333,6 +337,11 @@ class Criterion:
     def count(self, target: Tensor) -> Tensor:
         return _count(target.numel(), target)
 
+    def mean(self, prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """(sum / count, count): the loss of a window of one micro-batch."""
+        total, count = self(prediction, target)
+        return total / count, count
+
 
 class CrossEntropy(Criterion):
     name = "cross_entropy"
@@ -363,6 +372,15 @@ class CrossEntropy(Criterion):
         )
         return total, self.count(target)
 
+    def mean(self, prediction, target):
+        # torch's "mean" divides by the targets not ignored (rows for probabilities), label smoothing
+        # included: the same count as `count` (tests/train/test_builders.py compares the two)
+        scores, target = self.flat(prediction, target)
+        mean = F.cross_entropy(
+            scores, target, ignore_index=self.ignore_index, label_smoothing=self.label_smoothing, reduction="mean"
+        )
+        return mean, self.count(target)
+
     def count(self, target):
         if target.is_floating_point():  # class probabilities, classes last
             return _count(target.numel() // max(target.shape[-1], 1) if target.dim() else 0, target)
@@ -376,6 +394,10 @@ class Elementwise(Criterion):
     def __call__(self, prediction, target):
         target = _same_shape(self.name, prediction, target)
         return self.function(prediction, target, reduction="sum"), self.count(target)
+
+    def mean(self, prediction, target):
+        target = _same_shape(self.name, prediction, target)
+        return self.function(prediction, target, reduction="mean"), self.count(target)
 
 
 class KLDiv(Criterion):
@@ -464,6 +486,10 @@ class Loss:
     def __call__(self, outputs: Tensors, batch: Tensors) -> tuple[Tensor, Tensor]:
         """(sum over the counted elements, their count)."""
         return self.criterion(self.prediction(outputs, batch), self.target(outputs, batch))
+
+    def mean(self, outputs: Tensors, batch: Tensors) -> tuple[Tensor, Tensor]:
+        """(sum / count, count): the sum's mean computed at once (nan when nothing is counted)."""
+        return self.criterion.mean(self.prediction(outputs, batch), self.target(outputs, batch))
 
     def count(self, batch: Tensors) -> Tensor:
         """The count this batch contributes, without a forward pass. Needs the

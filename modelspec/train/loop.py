@@ -4,8 +4,9 @@
 
 One step: take `accumulate` micro-batches, divide each micro-batch's loss
 sum by the count of the whole window (so 8 micro-batches of 1 equal one
-batch of 8, token-level losses with padding included), backward, clip,
-optimizer and schedule step. Evaluation, checkpoints, best tracking and
+batch of 8, token-level losses with padding included; a window of one takes
+the loss's mean as torch computes it), backward, clip, optimizer and
+schedule step. Evaluation, checkpoints, best tracking and
 early stopping follow the regime. Every step's state can be checkpointed,
 and a resumed run continues exactly where the checkpoint left off: same
 weights, same RNG, same next batch.
@@ -257,7 +258,7 @@ class Trainer:
             self.runner = torch.nn.parallel.DistributedDataParallel(self.model)
         self.training_mode = False  # whether the model is in train mode with its frozen layers in eval mode
         parameters = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        self.trainable = [p for _, p in parameters]  # what the per-step gradient check reads
+        self.trainable = [p for _, p in parameters]  # what clip_grad clips
         self.optimizer = make_optimizer(self.regime.optimizer, parameters)
         try:
             self.batches_per_epoch = len(self.loaders()[0])
@@ -287,6 +288,9 @@ class Trainer:
         self.regularizers = [make_regularizer(r) for r in self.regime.regularization]
         self.teacher = self.make_teacher(base) if self.regime.distill is not None else None
         self.autocast = self.regime.precision != "fp32"
+        # A window of one micro-batch in one process takes the loss's mean at once (`Loss.mean`);
+        # distillation mixes in the teacher's term and train_<metric>s read the loss sum: they sum.
+        self.single_batch_mean = not self.dist.active and self.teacher is None and not self.train_metrics
         self.amp_dtype = torch.bfloat16 if self.regime.precision == "bf16" else torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type) if self.regime.precision == "fp16" else None
         if self.regime.precision == "fp16" and self.device.type != "cuda":
@@ -549,14 +553,64 @@ class Trainer:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
     def train_step(self, window: list[dict[str, torch.Tensor]], step: int) -> tuple[float, int]:
-        """One optimizer step over `window` (the accumulated micro-batches)."""
+        """One optimizer step over `window` (the accumulated micro-batches); its loss and samples."""
         if not self.training_mode:  # first step, or after an evaluation (train() walks every module)
             self.model.train()
             for module in self.frozen:
                 module.eval()
             self.training_mode = True
-        # Every micro-batch's loss sum is divided by the count of the whole window; a window of
-        # one batch takes the count the loss returns with its sum instead of counting twice.
+        if len(window) == 1 and self.single_batch_mean:
+            mean, count, samples = self.backward_one(window[0])
+        else:
+            mean, count, samples = self.backward_window(window)
+        if self.regularizers:
+            penalty = sum(r(self.model) for r in self.regularizers)
+            penalty.backward()
+            mean += penalty.item()
+        if not math.isfinite(mean):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainError(f"the loss is {mean} at step {step + 1}")
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.regime.clip_grad is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.regime.clip_grad)
+            # The norm is computed anyway: an overflow in the backward pass stops the run before the
+            # optimizer makes the weights inf or NaN (with fp16's scaler the step is skipped instead).
+            # Without clip_grad nothing is checked per step: the next step's loss is not finite and
+            # stops the run, and `save` writes no checkpoint of non-finite weights.
+            if self.scaler is None and not math.isfinite(norm.item()):
+                self.optimizer.zero_grad(set_to_none=True)
+                raise TrainError(f"the gradients are not finite at step {step + 1} (the loss is {mean})")
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.regime.schedule is not None:  # without one, the learning rate is constant: nothing to step
+            self.schedule.step()
+        self.window_loss_sum += mean * count
+        self.window_count += count
+        return mean, samples
+
+    def backward_one(self, batch: dict[str, torch.Tensor]) -> tuple[float, float, int]:
+        """A window of one micro-batch in one process: the loss's mean as torch computes it (one
+        op, not a sum and a division). Returns (mean, count, samples)."""
+        batch = self.to_device(batch)
+        outputs = self.forward(batch)
+        loss, count = self.loss.mean(outputs, batch)
+        count = float(count)
+        # nothing counted: the mean is nan; the sum is 0, the summing path's loss (no gradient)
+        loss = loss.float() if count else self.loss(outputs, batch)[0].float()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        return loss.item(), max(count, 1.0), next(iter(batch.values())).shape[0]
+
+    def backward_window(self, window: list[dict[str, torch.Tensor]]) -> tuple[float, float, int]:
+        """Backward passes over the window's micro-batches, each one's loss sum divided by the count
+        of the whole window (of all processes under DDP). Returns (mean, count, samples)."""
         total = global_count = None
         if self.dist.active:
             # DDP averages the processes' gradients, so each divides its loss sum by the count of
@@ -600,36 +654,7 @@ class Trainer:
             (loss_sum,) = self.dist.all_sum([loss_sum])  # the logged loss is the global window's
         else:
             global_count = float(total)
-        mean = loss_sum / global_count
-        if self.regularizers:
-            penalty = sum(r(self.model) for r in self.regularizers)
-            penalty.backward()
-            mean += penalty.item()
-        if not math.isfinite(mean):
-            self.optimizer.zero_grad(set_to_none=True)
-            raise TrainError(f"the loss is {mean} at step {step + 1}")
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
-        if self.regime.clip_grad is not None:
-            finite = torch.isfinite(torch.nn.utils.clip_grad_norm_(self.trainable, self.regime.clip_grad))
-        else:
-            finite = _finite_gradients(self.trainable)
-        # An overflow in the backward pass: the optimizer would make the weights inf or NaN.
-        # (With fp16's gradient scaler such a step is skipped and the scale lowered instead.)
-        if self.scaler is None and not finite:
-            self.optimizer.zero_grad(set_to_none=True)
-            raise TrainError(f"the gradients are not finite at step {step + 1} (the loss is {mean})")
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.regime.schedule is not None:  # without one, the learning rate is constant: nothing to step
-            self.schedule.step()
-        self.window_loss_sum += mean * global_count
-        self.window_count += global_count
-        return mean, samples
+        return loss_sum / global_count, global_count, samples
 
     @torch.no_grad()
     def evaluate(self, loader) -> dict[str, float]:
@@ -714,12 +739,17 @@ class Trainer:
     def run_epoch(self, step: int, epoch: int, position: int, progress) -> tuple[int, int, int, str]:
         """Train from batch `position` of `epoch` to its end (or to the last step)."""
         train_loader, val_loader = self.loaders(epoch, position)
+        # What each step checks, worked out once per epoch (a small model's step is ~0.5 ms)
+        accumulate, log_every, total = self.regime.accumulate, self.options.log_every, self.total_steps
+        evaluate_every = _steps_between(self.regime.evaluate) if self.evaluates(val_loader) else 0
+        checkpoint_every = _steps_between(self.regime.checkpoint)
+        live = progress.bar is not None
         window: list = []
         seen, tick = 0, time.perf_counter()
         for batch in train_loader:
             window.append(batch)
             position += 1
-            if len(window) < self.regime.accumulate:
+            if len(window) < accumulate:
                 continue
             try:
                 loss, samples = self.train_step(window, step)
@@ -728,19 +758,20 @@ class Trainer:
             window = []
             step += 1
             seen += samples
-            lr = self.schedule.get_last_lr()[0]
-            progress.advance(step, epoch, loss, lr)
-            if step % self.options.log_every == 0 or step == self.total_steps:
+            if live:
+                progress.advance(step, epoch, loss, self.schedule.get_last_lr()[0])
+            if step % log_every == 0 or step == total:
                 now = time.perf_counter()
                 rate = seen / max(now - tick, 1e-9)
+                lr = self.schedule.get_last_lr()[0]
                 self.log.write({"step": step, "epoch": epoch, "loss": loss, "lr": lr, "samples_per_s": rate})
                 seen, tick = 0, now
-            if self.evaluates(val_loader) and self.due(self.regime.evaluate, step=step):
+            if evaluate_every and step % evaluate_every == 0:
                 if self.after_evaluation(step, epoch, position, val_loader, progress):
                     return step, epoch, position, "early_stop"
-            if self.due(self.regime.checkpoint, step=step):
+            if checkpoint_every and step % checkpoint_every == 0:
                 self.save(step, epoch, position)
-            if step >= self.total_steps and position < self.batches_per_epoch:
+            if step >= total and position < self.batches_per_epoch:
                 return step, epoch, position, "done"  # stopped mid-epoch; at its end, the epoch closes below
         # The epoch is over (a last window shorter than `accumulate` is dropped).
         epoch, position = epoch + 1, 0
@@ -904,13 +935,9 @@ def load_metric_state(metric, state: dict[str, Any]) -> None:
         setattr(metric, key, value)
 
 
-def _finite_gradients(parameters: list[torch.nn.Parameter]) -> bool:
-    """Whether every gradient is finite: one norm per tensor in one foreach call (a fraction of
-    `get_total_norm`'s cost, which also groups by device and adds the norms up)."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return True
-    return all(map(math.isfinite, torch.stack(torch._foreach_norm(grads)).tolist()))
+def _steps_between(every) -> int:
+    """The steps between two events of an `every(steps=N)` setting; 0 for none or `every(epochs=N)`."""
+    return every.n if every is not None and every.unit == "steps" else 0
 
 
 def _text(value: Any) -> str:

@@ -472,6 +472,63 @@ def test_kl_div_between_softened_logits(temperature):
     torch.testing.assert_close(total / count, F.kl_div(F.log_softmax(student, -1), probs, reduction="batchmean"))
 
 
+def _ignored(target: torch.Tensor, index: int) -> torch.Tensor:
+    target = target.clone()
+    target[0, 3:] = index
+    target[2, 5:] = index
+    return target
+
+
+@pytest.mark.parametrize(
+    "spec, prediction, target",
+    [
+        (("cross_entropy", "p", "t", {"label_smoothing": 0.1}), (6, 5), lambda: torch.randint(0, 5, (6,))),
+        (("cross_entropy", "p", "t", {}), (4, 7, 11), lambda: _ignored(torch.randint(1, 11, (4, 7)), -100)),
+        (
+            ("cross_entropy", "p", "t", {"ignore_index": 0}),
+            (4, 7, 11),
+            lambda: _ignored(torch.randint(1, 11, (4, 7)), 0),
+        ),
+        (
+            ("cross_entropy", "p", "t", {"ignore_index": 0, "label_smoothing": 0.2}),
+            (4, 7, 11),
+            lambda: _ignored(torch.randint(1, 11, (4, 7)), 0),
+        ),
+        (
+            ("cross_entropy", "p", "t", {"label_smoothing": 0.2}),
+            (4, 7, 11),
+            lambda: _ignored(torch.randint(1, 11, (4, 7)), -100),
+        ),
+        (("cross_entropy", "p", "t", {}), (5, 4), lambda: torch.softmax(torch.randn(5, 4), -1)),
+        (("mse", "p", "t", {}), (6, 3), lambda: torch.randn(6, 3)),
+        (("bce_with_logits", "p", "t", {}), (6, 1), lambda: torch.randint(0, 2, (6,))),
+        (("kl_div", "p", "t", {"temperature": 2.0}), (2, 3, 7), lambda: torch.randn(2, 3, 7)),
+    ],
+)
+def test_loss_mean_is_the_sum_over_the_count(spec, prediction, target):
+    """`Loss.mean` (torch's reduction="mean", the Trainer's one-micro-batch step) divides by the
+    same count as (sum, count): ignored targets and label smoothing included; same gradients."""
+    name, pred_ref, target_ref, args = spec
+    torch.manual_seed(0)
+    loss = make_loss(loss_spec(name, pred_ref, target_ref, **args), REGISTRY)
+    batch = {"t": target()}
+    scores = torch.randn(*prediction, requires_grad=True)
+    total, count = loss({"p": scores}, batch)
+    (by_sum,) = torch.autograd.grad(total / count, scores)
+    value, mean_count = loss.mean({"p": scores}, batch)
+    (by_mean,) = torch.autograd.grad(value, scores)
+    assert torch.equal(mean_count, count)
+    torch.testing.assert_close(value, total / count)
+    torch.testing.assert_close(by_mean, by_sum)
+
+
+def test_loss_mean_with_nothing_counted_is_nan():
+    """All targets ignored: no count to divide by (the Trainer takes the sum, 0, instead)."""
+    loss = make_loss(loss_spec("cross_entropy", "p", "t"), REGISTRY)
+    value, count = loss.mean({"p": torch.randn(3, 4)}, {"t": torch.full((3,), -100)})
+    assert count.item() == 0 and math.isnan(value.item())
+
+
 def test_loss_inputs_are_looked_up_in_outputs_and_batch():
     image, recon = torch.rand(3, 8), torch.rand(3, 8)
     # the target is a model input (in the batch); so may the prediction be

@@ -395,10 +395,8 @@ def test_nan_in_the_forward_pass_names_its_step(tmp_path, monkeypatch):
     ckpt.load(good, trainer.model, trainer.spec_hash)
 
 
-def test_infinite_gradients_stop_before_the_weights_change(tmp_path, monkeypatch):
-    """A finite loss whose backward pass overflows: the optimizer never applies it."""
-    path = write_spec(tmp_path, block(epochs="1", checkpoint="every(steps=2)"))
-    trainer = make_trainer(path, out=tmp_path / "runs")
+def overflow_backward_at(monkeypatch, n: int) -> None:
+    """The n-th training forward pass gets a finite loss whose backward pass overflows."""
     forward = Trainer.forward
     calls = {"n": 0}
 
@@ -406,17 +404,62 @@ def test_infinite_gradients_stop_before_the_weights_change(tmp_path, monkeypatch
         outputs = forward(self, batch)
         if self.model.training:
             calls["n"] += 1
-            if calls["n"] == 3:
+            if calls["n"] == n:
                 for value in outputs.values():
                     value.register_hook(lambda grad: grad * float("inf"))
         return outputs
 
     monkeypatch.setattr(Trainer, "forward", poisoned)
+
+
+@pytest.mark.parametrize(
+    ("every", "stops"),
+    [(2, "the loss is nan at step 4"), (1, "the weights are not finite after step 3")],
+)
+def test_infinite_gradients_without_clip_grad_stop_the_run_and_keep_a_finite_checkpoint(
+    tmp_path, monkeypatch, every, stops
+):
+    """No per-step gradient check without clip_grad: the overflowing step 3 is applied, then the
+    next step's loss (or step 3's own checkpoint) stops the run naming its step, and the newest
+    checkpoint on disk is the finite one of step 2."""
+    path = write_spec(tmp_path, block(epochs="1", checkpoint=f"every(steps={every})"))
+    trainer = make_trainer(path, out=tmp_path / "runs")
+    overflow_backward_at(monkeypatch, 3)
+    with pytest.raises(TrainError, match=stops) as excinfo:
+        trainer.run()
+    assert "the last good checkpoint is" in str(excinfo.value) and "step-00000002" in str(excinfo.value)
+    newest = ckpt.checkpoints(trainer.checkpoints)[-1]
+    assert newest.name == "step-00000002"
+    state = ckpt.load(newest, trainer.model, trainer.spec_hash)
+    assert state.step == 2 and all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert records(trainer.folder)[-1]["event"] == "error"
+
+
+def test_infinite_gradients_with_clip_grad_stop_before_the_weights_change(tmp_path, monkeypatch):
+    """With clip_grad the norm is computed anyway: a non-finite one stops the step it belongs to."""
+    path = write_spec(tmp_path, block(epochs="1", checkpoint="every(steps=2)", clip_grad="1.0"))
+    trainer = make_trainer(path, out=tmp_path / "runs")
+    overflow_backward_at(monkeypatch, 3)
     with pytest.raises(TrainError, match="gradients are not finite at step 3"):
         trainer.run()
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
     good, _ = ckpt.latest_valid(trainer.checkpoints, trainer.spec_hash)
     assert good.name == "step-00000002"
+
+
+def test_a_batch_with_every_target_ignored_is_a_step_of_loss_zero(tmp_path):
+    """A window of one micro-batch takes the loss's mean, undefined when nothing is counted: such a
+    step has loss 0 and no gradient, as in the summing path, rather than stopping on a nan."""
+    path = write_spec(tmp_path, block(optimizer="sgd(lr=0.1)", schedule=None))
+    trainer = make_trainer(path, out=tmp_path / "runs")
+    trainer.start()
+    batch = dict(next(iter(trainer.loaders()[0])))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    batch["label"] = torch.full_like(batch["label"], -100)
+    loss, samples = trainer.train_step([batch], 0)
+    assert loss == 0.0 and samples == len(batch["label"])
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    trainer.log.close()
 
 
 def test_no_checkpoint_is_written_with_non_finite_weights(tmp_path, monkeypatch):
