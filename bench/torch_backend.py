@@ -459,7 +459,7 @@ def table(results: list[Result]) -> str:
         "| case | modelspec ms (IQR) | reference ms (IQR) | ratio | paired ratio | 95% CI | n pairs | aten ops/step "
         "ms/ref | min ms ms/ref | load | ≤ 1.03 |"
     )
-    rows = [head, "|" + "---|" * 12]
+    rows = [head, "|" + "---|" * 11]
     for r in results:
         lo, hi = r.ci()
         ops = f"{r.ops_ours}/{r.ops_ref}" if r.ops_ours is not None else "–"
