@@ -279,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
             "",
             "How to run: `python bench/frontend.py` (from the repository root, in the project's virtual environment).",
             "",
+            "History: the per-line cost ratio (10,000 vs 1,000 lines) was 3.81 before naming was made linear",
+            "(`Builder.fresh`), then 1.56 before checking ran with the cyclic GC paused (2026-11-23).",
+            "",
         ]
         verdicts = []
         if not linear:
