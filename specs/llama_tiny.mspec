@@ -46,7 +46,7 @@ model LlamaTiny(
 # than AdamW's; at this size a short run learned faster with AdamW's own rate
 # (loss 2.2 after 150 steps at lr=1e-3, 2.8 at lr=3e-4), and the decay per step
 # (lr * weight_decay) equals gpt_tiny's.
-train stdlib_chars {
+train llama_chars {
     model      LlamaTiny()
     data       text(path="stdlib:json", tokenizer=char, block=64, batch=16)
     loss       cross_entropy(logits, target)
