@@ -9,16 +9,13 @@ formatted text to stdout.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import stat
 import sys
-import tempfile
 
 import click
 
 from modelspec.cli.common import report
 from modelspec.diagnostics import CompileError, SourceMap, error
+from modelspec.fileio import write_atomically
 from modelspec.syntax import decode
 from modelspec.syntax.format import FormatterBug, format_source
 
@@ -31,31 +28,6 @@ def _read(file: str) -> bytes:
         return data.encode("utf-8") if isinstance(data, str) else data
     with open(file, "rb") as f:
         return f.read()
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Replace the file at `path` with `text` so that a crash leaves the old or the new file, never half of one."""
-    target = os.path.realpath(path)  # through a symlink, rewrite what it points to
-    folder = os.path.dirname(target) or "."
-    mode = stat.S_IMODE(os.stat(target).st_mode)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".fmt-tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError, AttributeError):  # make the rename itself durable, where the OS allows
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _plural(n: int, word: str) -> str:
@@ -112,7 +84,7 @@ def fmt_command(files: tuple[str, ...], check: bool) -> None:
             click.echo(formatted, nl=False)
         else:
             try:
-                write_atomic(file, formatted)
+                write_atomically(file, formatted, follow_symlinks=True)
             except OSError as exc:
                 click.echo(f"error: cannot write `{file}`: {exc.strerror or exc}", err=True)
                 failed += 1

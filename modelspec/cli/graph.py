@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
 
 from modelspec.cli.common import has_errors, report
-
-
-def write_atomically(path: str, text: str) -> None:
-    """Write `text` to `path` through a temporary file beside it and `os.replace`,
-    so a reader never sees half a file and a failure leaves the old one."""
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    if target.exists():
-        mode = target.stat().st_mode & 0o777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+from modelspec.fileio import write_atomically
 
 
 @click.command("graph")

@@ -13,13 +13,14 @@ crash) are skipped with a warning; a file with nothing to draw is an error.
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import click
+
+from modelspec.fileio import write_atomically
 
 # Keys of a metrics line that are not curves (or only on request).
 COORDINATES = ("step", "epoch")
@@ -132,25 +133,10 @@ def draw(series: dict[str, Series], groups: list[list[str]], title: str):
 
 
 def save_png(figure, path: Path) -> None:
-    """Write the figure to `path` through a temporary file beside it and
-    `os.replace`: a reader never sees half a PNG."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            figure.savefig(stream, format="png", dpi=DPI)
-            stream.flush()
-            os.fsync(stream.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write the figure to `path` atomically: a reader never sees half a PNG."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    write_atomically(path, buffer.getvalue())
 
 
 @click.command("plot")

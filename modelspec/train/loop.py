@@ -22,7 +22,6 @@ import contextlib
 import glob
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -32,6 +31,8 @@ from typing import Any
 
 import torch
 
+from modelspec.fileio import write_atomically
+from modelspec.semantics.values import spec_literal
 from modelspec.train import checkpoint as ckpt
 from modelspec.train.config import TrainSpec
 from modelspec.train.distributed import Context, DistributedError
@@ -107,12 +108,7 @@ def latest_run(out: Path, regime: str, spec_hash: str) -> Path | None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(data, indent=2))
 
 
 class MetricsLog:
@@ -143,12 +139,7 @@ class MetricsLog:
         data = self.path.read_bytes()
         keep = data[: size or 0]
         if len(keep) < len(data):
-            tmp = self.path.with_name(f".{self.path.name}.tmp")
-            with open(tmp, "wb") as handle:
-                handle.write(keep)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
+            write_atomically(self.path, keep)
         self.handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def write(self, record: dict[str, Any]) -> None:
@@ -192,7 +183,7 @@ class Trainer:
         ref = self.regime.model
         if not ref.args and not ref.kwargs:
             return ref.name
-        parts = [str(v) for v in ref.args] + [f"{k}={_text(v)}" for k, v in ref.kwargs.items()]
+        parts = [str(v) for v in ref.args] + [f"{k}={spec_literal(v)}" for k, v in ref.kwargs.items()]
         return f"{ref.name}({', '.join(parts)})"
 
     def expected_spec_hash(self) -> str | None:
@@ -304,7 +295,7 @@ class Trainer:
         ref = distill.teacher
         name = ref.name
         if ref.args or ref.kwargs:
-            parts = [str(v) for v in ref.args] + [f"{k}={_text(v)}" for k, v in ref.kwargs.items()]
+            parts = [str(v) for v in ref.args] + [f"{k}={spec_literal(v)}" for k, v in ref.kwargs.items()]
             name = f"{ref.name}({', '.join(parts)})"
         if name not in self.program.models:
             raise TrainError(f"distill: teacher model `{name}` was not built by the checker")
@@ -938,11 +929,3 @@ def load_metric_state(metric, state: dict[str, Any]) -> None:
 def _steps_between(every) -> int:
     """The steps between two events of an `every(steps=N)` setting; 0 for none or `every(epochs=N)`."""
     return every.n if every is not None and every.unit == "steps" else 0
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, str):
-        return f'"{value}"'
-    return str(value)
