@@ -40,13 +40,13 @@ def _read_dim(value: Any) -> Dim:
     return parse_dim(str(value))
 
 
-def _read_type(value: Any) -> TensorType:
+def read_type(value: Any) -> TensorType:
+    """A TensorType, or one read from its text (`float[B, 1, 28, 28]`, as `str()` writes it)."""
     if isinstance(value, TensorType):
         return value
-    text = str(value)
-    dtype, _, rest = text.partition("[")
-    dims = rest.rstrip("]")
-    return TensorType(dtype, tuple(parse_dim(d) for d in _split_dims(dims)) if dims else ())
+    dtype, _, rest = str(value).partition("[")
+    dims = rest.rstrip("]").strip()
+    return TensorType(dtype.strip(), tuple(parse_dim(d) for d in _split_dims(dims)) if dims else ())
 
 
 def _split_dims(text: str) -> list[str]:
@@ -84,7 +84,7 @@ def _write_span(span: Span | None) -> dict | None:
 
 
 DimField = Annotated[Dim, BeforeValidator(_read_dim), PlainSerializer(str, return_type=str)]
-TypeField = Annotated[TensorType, BeforeValidator(_read_type), PlainSerializer(str, return_type=str)]
+TypeField = Annotated[TensorType, BeforeValidator(read_type), PlainSerializer(str, return_type=str)]
 SpanField = Annotated[Span | None, BeforeValidator(_read_span), PlainSerializer(_write_span)]
 
 

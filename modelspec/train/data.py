@@ -44,7 +44,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from modelspec.ir.dims import Dim, parse_dim
+from modelspec.ir.dims import Dim
+from modelspec.ir.graph import read_type as tensor_type  # a TensorType from its text
 from modelspec.ir.types import TensorType, is_float, is_int
 from modelspec.train.config import ComponentSpec
 from modelspec_torch.generate import Tokenizer
@@ -141,29 +142,6 @@ _TORCH_DTYPES = {
     "uint8": torch.uint8,
     "bool": torch.bool,
 }
-
-
-def _split_dims(text: str) -> list[str]:
-    out, depth, current = [], 0, ""
-    for ch in text:
-        if ch == "," and depth == 0:
-            out.append(current.strip())
-            current = ""
-            continue
-        depth += ch == "("
-        depth -= ch == ")"
-        current += ch
-    out.append(current.strip())
-    return out
-
-
-def tensor_type(value: TensorType | str) -> TensorType:
-    """A TensorType, or one read from its text (`float[B, 1, 28, 28]`)."""
-    if isinstance(value, TensorType):
-        return value
-    dtype, _, rest = str(value).partition("[")
-    dims = rest.rstrip("]").strip()
-    return TensorType(dtype.strip(), tuple(parse_dim(d) for d in _split_dims(dims)) if dims else ())
 
 
 def input_bounds(graph) -> dict[str, int]:
