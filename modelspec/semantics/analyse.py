@@ -11,7 +11,7 @@ from modelspec.ir.types import is_float
 from modelspec.semantics import constants as C
 from modelspec.semantics.elaborate import Elaborator
 from modelspec.semantics.loader import Sources
-from modelspec.semantics.values import CallValue, Ref, describe
+from modelspec.semantics.values import CallValue, Ref, describe, spec_literal
 from modelspec.syntax import ast
 
 
@@ -295,7 +295,7 @@ class Analyser:
         keywords = {k: (v, kwarg_spans[k]) for k, v in kwargs.items()}
         label = name
         if positional or keywords:
-            parts = [_text(v) for v in args] + [f"{k}={_text(v)}" for k, v in kwargs.items()]
+            parts = [spec_literal(v) for v in args] + [f"{k}={spec_literal(v)}" for k, v in kwargs.items()]
             label = f"{name}({', '.join(parts)})"
         return self.build_model(decl, label, positional, keywords, span)
 
@@ -441,14 +441,6 @@ def _json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json(v) for v in value]
     return value
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, str):
-        return f'"{value}"'
-    return str(value)
 
 
 def analyse(sources: Sources, registry) -> tuple[Program, list[Diagnostic]]:

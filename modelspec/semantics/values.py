@@ -71,6 +71,15 @@ class CallValue:
     kwarg_spans: dict[str, Span] = field(default_factory=dict)
 
 
+def spec_literal(value: Any) -> str:
+    """A constant as a spec writes it (`true`, `"text"`, `3`), for labels such as `GPT2(layers=2)`."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
+
+
 def describe(value: Any) -> str:
     """A value's kind in words, for messages: "int 3", "tensor float[B, 10]"."""
     from modelspec.ir.dims import Dim

@@ -47,8 +47,8 @@ Conventions:
                       optimizer's lr is not used; momentum is NOT cycled (the
                       declared momentum / betas stay as declared).
   Every schedule is a torch LRScheduler whose state_dict() holds plain data
-  (no functions), so it goes through torch.save / torch.load(weights_only=
-  True). To resume: build the optimizer and the schedule as at the start,
+  (no functions), so it loads through torch.load with weights_only=True.
+  To resume: build the optimizer and the schedule as at the start,
   then load the optimizer's state, then the schedule's.
 - Losses return `(sum, count)`, never the mean: `sum / count` is the mean
   torch would give. Gradient accumulation divides every micro-batch's sum by
