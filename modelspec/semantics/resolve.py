@@ -10,33 +10,33 @@ in library blocks before anyone calls them.
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from modelspec.diagnostics import Diagnostic, error, suggestion
 from modelspec.syntax import ast
 
 
+@dataclass(frozen=True)
+class Callables:
+    """What a call may name (ops, blocks, models), and who provides a missing op when known."""
+
+    names: set[str]
+    hint: Callable[..., str | None] = lambda **_: None  # Registry.hint: "provided by the plugin package X"
+
+
 def resolve_names(decl: ast.ModelDecl, callables: set[str], hint=None) -> list[Diagnostic]:
+    known = Callables(callables, hint) if hint is not None else Callables(callables)
     bound = {p.name for p in decl.params}
     out: list[Diagnostic] = []
     for param in decl.params:
         if param.default is not None:
-            _check_expr(param.default, bound, callables, out)
-    _check_body(decl.body, bound, callables, out)
-    if hint is not None:  # "provided by the plugin package X" beats "did you mean" for a known plugin's op
-        out = [_with_hint(d, hint) for d in out]
+            _check_expr(param.default, bound, known, out)
+    _check_body(decl.body, bound, known, out)
     return out
 
 
-def _with_hint(diagnostic: Diagnostic, hint) -> Diagnostic:
-    prefix = "unknown layer `"
-    if diagnostic.code != "E0202" or not diagnostic.message.startswith(prefix):
-        return diagnostic
-    found = hint(op=diagnostic.message[len(prefix) : -1])
-    return dataclasses.replace(diagnostic, help=found) if found else diagnostic
-
-
-def _check_body(body, bound: set[str], callables: set[str], out: list[Diagnostic]) -> None:
+def _check_body(body, bound: set[str], callables: Callables, out: list[Diagnostic]) -> None:
     for stmt in body:
         if isinstance(stmt, ast.Input):
             for dim in stmt.type.dims:
@@ -64,7 +64,7 @@ def _check_body(body, bound: set[str], callables: set[str], out: list[Diagnostic
             _check_body(stmt.body, bound, callables, out)
 
 
-def _check_expr(expr, bound: set[str], callables: set[str], out: list[Diagnostic]) -> None:
+def _check_expr(expr, bound: set[str], callables: Callables, out: list[Diagnostic]) -> None:
     stack = [expr]
     while stack:
         e = stack.pop()
@@ -127,15 +127,15 @@ def _check_initialiser(value, stack: list, out: list[Diagnostic]) -> None:
                 stack.append(arg.value)
 
 
-def _check_callee(name: ast.Name, callables: set[str], out: list[Diagnostic]) -> None:
-    if name.id not in callables:
+def _check_callee(name: ast.Name, callables: Callables, out: list[Diagnostic]) -> None:
+    if name.id not in callables.names:
         out.append(
             error(
                 "E0202",
                 f"unknown layer `{name.id}`",
                 name.span,
                 "no op, block or model has this name",
-                help=suggestion(name.id, callables),
+                help=callables.hint(op=name.id) or suggestion(name.id, callables.names),
             )
         )
 
