@@ -91,7 +91,6 @@ class GanTrainer(Trainer):
                 self.schedules[role] = make_schedule(schedule, self.optimizers[role], self.regime_steps)
             except ValueError as exc:
                 raise TrainError(f"schedule of the {role}: {exc}") from None
-        self.schedule = self.schedules["generator"]  # what progress reports as the learning rate
         self.criterion = make_loss(self.regime.loss).criterion
         self.metrics, self.regularizers = [], []
         self.fixed_noise = None
@@ -127,6 +126,10 @@ class GanTrainer(Trainer):
         return state.step, state.epoch, state.batch, refused
 
     # ---- a step ---------------------------------------------------------------------------
+
+    def learning_rate(self) -> float:
+        """The generator's rate: what progress and the log report."""
+        return self.optimizers["generator"].param_groups[0]["lr"]
 
     def loss_against(self, prediction: torch.Tensor, real: bool) -> torch.Tensor:
         target = torch.full_like(prediction, 1.0 if real else 0.0)

@@ -213,7 +213,14 @@ class Trainer:
     def prepare(self) -> None:
         self.join_processes()
         from modelspec.train.builders import make_loss, make_metric, make_optimizer, make_regularizer, make_schedule
-        from modelspec.train.data import DataError, check_vocabulary, input_bounds, make_data, make_loaders
+        from modelspec.train.data import (
+            DataError,
+            check_vocabulary,
+            field_values,
+            input_bounds,
+            make_data,
+            make_loaders,
+        )
         from modelspec_torch.build import build
 
         name = self.model_name()
@@ -263,10 +270,18 @@ class Trainer:
         if self.options.max_steps is not None:
             self.total_steps = min(self.total_steps, self.options.max_steps)
         try:
-            self.schedule = make_schedule(self.regime.schedule, self.optimizer, self.regime_steps)
+            # Without a declared schedule the rate stays constant: no scheduler at all (torch's
+            # wraps optimizer.step, a cost per step for nothing)
+            self.schedule = None
+            if self.regime.schedule is not None:
+                self.schedule = make_schedule(self.regime.schedule, self.optimizer, self.regime_steps)
         except ValueError as exc:
             raise TrainError(f"schedule: {exc}") from None
         self.loss = make_loss(self.regime.loss)
+        if self.loss.inputs and self.loss.inputs[1] in self.data.fields:
+            target = self.loss.inputs[1]
+            splits = [d for d in (self.data.train, self.data.val) if d is not None]
+            self.loss.criterion.know_targets([field_values(d, target) for d in splits])
         self.metrics = [make_metric(m, loss=self.loss) for m in self.regime.metrics]
         # `train_<metric>` is measured over the training steps between evaluations (the window) only
         # when `best` or `early_stop` watches one: it costs a metric update per training batch.
@@ -440,7 +455,7 @@ class Trainer:
             epoch=epoch,
             batch=batch,
             optimizers={"main": self.optimizer.state_dict()},
-            schedulers={"main": self.schedule.state_dict()},
+            schedulers={"main": self.schedule.state_dict()} if self.schedule is not None else {},
             rng=ckpt.capture_rng(),
             extra={
                 "best": self.best,
@@ -482,7 +497,8 @@ class Trainer:
             return 0, 0, 0, refused
         state = ckpt.load(path, self.model, self.spec_hash)
         self.optimizer.load_state_dict(state.optimizers["main"])
-        self.schedule.load_state_dict(state.schedulers["main"])
+        if self.schedule is not None and "main" in state.schedulers:
+            self.schedule.load_state_dict(state.schedulers["main"])
         ckpt.restore_rng(state.rng)
         self.best = state.extra.get("best")
         self.stale = state.extra.get("stale", 0)
@@ -529,6 +545,10 @@ class Trainer:
         return results
 
     # ---- steps ----------------------------------------------------------------------------------
+
+    def learning_rate(self) -> float:
+        """The rate of the optimizer's first parameter group: the one its schedule set last."""
+        return self.optimizer.param_groups[0]["lr"]
 
     def forward(self, batch: dict[str, torch.Tensor], module=None) -> dict[str, torch.Tensor]:
         inputs = [batch[name] for name in self.model_ir.graph.inputs]
@@ -578,7 +598,7 @@ class Trainer:
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.regime.schedule is not None:  # without one, the learning rate is constant: nothing to step
+        if self.schedule is not None:
             self.schedule.step()
         self.window_loss_sum += mean * count
         self.window_count += count
@@ -750,11 +770,11 @@ class Trainer:
             step += 1
             seen += samples
             if live:
-                progress.advance(step, epoch, loss, self.schedule.get_last_lr()[0])
+                progress.advance(step, epoch, loss, self.learning_rate())
             if step % log_every == 0 or step == total:
                 now = time.perf_counter()
                 rate = seen / max(now - tick, 1e-9)
-                lr = self.schedule.get_last_lr()[0]
+                lr = self.learning_rate()
                 self.log.write({"step": step, "epoch": epoch, "loss": loss, "lr": lr, "samples_per_s": rate})
                 seen, tick = 0, now
             if evaluate_every and step % evaluate_every == 0:
@@ -801,7 +821,7 @@ class Trainer:
         if val_loader is not None:
             results.update(self.evaluate(val_loader))
         self.last_metrics = results
-        self.log.write({"step": step, "epoch": epoch, "lr": self.schedule.get_last_lr()[0], **results})
+        self.log.write({"step": step, "epoch": epoch, "lr": self.learning_rate(), **results})
         progress.evaluated(results)
         improved_best = False
         best = self.regime.best

@@ -376,7 +376,7 @@ def test_schedule_resumes_from_its_state_dict(name, args, stop):
 
 def mean(loss, outputs, batch):
     total, count = loss(outputs, batch)
-    assert torch.equal(count, loss.count(batch))
+    assert int(count) == int(loss.count(batch))
     return total / count
 
 
@@ -385,7 +385,7 @@ def test_cross_entropy_on_classes():
     logits, label = torch.randn(6, 5), torch.randint(0, 5, (6,))
     loss = make_loss(loss_spec("cross_entropy", label_smoothing=0.1), REGISTRY)
     total, count = loss({"logits": logits}, {"label": label})
-    assert count.item() == 6
+    assert int(count) == 6
     expected = F.cross_entropy(logits, label, label_smoothing=0.1)
     torch.testing.assert_close(total / count, expected)
     torch.testing.assert_close(total, F.cross_entropy(logits, label, label_smoothing=0.1, reduction="sum"))
@@ -402,7 +402,7 @@ def test_token_level_cross_entropy_skips_padding(ignore_index, smoothing):
         loss_spec("cross_entropy", "logits", "target", ignore_index=ignore_index, label_smoothing=smoothing), REGISTRY
     )
     total, count = loss({"logits": logits}, {"target": target})
-    assert count.item() == 4 * 7 - 4 - 2 == loss.count({"target": target}).item()
+    assert int(count) == 4 * 7 - 4 - 2 == int(loss.count({"target": target}))
     expected = F.cross_entropy(
         logits.reshape(-1, 11), target.reshape(-1), ignore_index=ignore_index, label_smoothing=smoothing
     )
@@ -440,13 +440,13 @@ def test_elementwise_losses(name, function, prediction):
     target = torch.rand(6, 3) if name != "mse" else torch.randn(6, 3)
     loss = make_loss(loss_spec(name, "out", "y"), REGISTRY)
     total, count = loss({"out": pred}, {"y": target})
-    assert count.item() == 18
+    assert int(count) == 18
     torch.testing.assert_close(total / count, function(pred, target))
     # a [B, 1] prediction against [B] labels (integers too) is not broadcast to [B, B]
     labels = torch.tensor([0, 1, 1, 0])
     column = prediction(torch.randn(4, 1))
     total, count = loss({"out": column}, {"y": labels})
-    assert count.item() == 4
+    assert int(count) == 4
     torch.testing.assert_close(total / count, function(column, labels.float().unsqueeze(1)))
     with pytest.raises(ValueError, match="differ in shape"):
         loss({"out": torch.rand(4, 2)}, {"y": torch.rand(4)})
@@ -458,13 +458,13 @@ def test_kl_div_between_softened_logits(temperature):
     student, teacher = torch.randn(5, 7), torch.randn(5, 7)
     loss = make_loss(loss_spec("kl_div", "logits", "teacher", temperature=temperature), REGISTRY)
     total, count = loss({"logits": student}, {"teacher": teacher})
-    assert count.item() == 5
+    assert int(count) == 5
     t = temperature
     expected = F.kl_div(F.log_softmax(student / t, -1), F.softmax(teacher / t, -1), reduction="batchmean") * (t * t)
     torch.testing.assert_close(total / count, expected)
     # token level: one distribution per token
     total, count = loss({"logits": torch.randn(2, 3, 7)}, {"teacher": torch.randn(2, 3, 7)})
-    assert count.item() == 6
+    assert int(count) == 6
     # probabilities as targets: give their logarithm
     probs = torch.softmax(torch.randn(5, 7), -1)
     at_one = make_loss(loss_spec("kl_div", "logits", "teacher"), REGISTRY)
@@ -517,7 +517,7 @@ def test_loss_mean_is_the_sum_over_the_count(spec, prediction, target):
     (by_sum,) = torch.autograd.grad(total / count, scores)
     value, mean_count = loss.mean({"p": scores}, batch)
     (by_mean,) = torch.autograd.grad(value, scores)
-    assert torch.equal(mean_count, count)
+    assert int(mean_count) == int(count)
     torch.testing.assert_close(value, total / count)
     torch.testing.assert_close(by_mean, by_sum)
 
@@ -526,7 +526,7 @@ def test_loss_mean_with_nothing_counted_is_nan():
     """All targets ignored: no count to divide by (the Trainer takes the sum, 0, instead)."""
     loss = make_loss(loss_spec("cross_entropy", "p", "t"), REGISTRY)
     value, count = loss.mean({"p": torch.randn(3, 4)}, {"t": torch.full((3,), -100)})
-    assert count.item() == 0 and math.isnan(value.item())
+    assert int(count) == 0 and math.isnan(value.item())
 
 
 def test_loss_inputs_are_looked_up_in_outputs_and_batch():
@@ -601,6 +601,39 @@ def test_accumulating_sums_over_the_window_count_equals_the_whole_batch():
     with torch.no_grad():
         means = sum(float(loss(model(m["tokens"]), m)[0] / loss.count(m)) for m in micro) / 8
     assert abs(means - whole.item()) > 1e-3
+
+
+@pytest.mark.parametrize(
+    "values, none_ignored",
+    [
+        ([torch.tensor([0, 3, 9]), torch.tensor([1, 2])], True),
+        ([torch.tensor([0, 3, 9]), torch.tensor([1, -100])], False),  # an ignored target in one split
+        ([torch.tensor([0, 3, 9]), None], False),  # a split that cannot tell
+        ([], False),
+        ([torch.tensor([0, 200, 255], dtype=torch.uint8)], True),  # -100 does not fit uint8 tokens
+    ],
+)
+def test_cross_entropy_counts_without_a_tensor_op_once_no_target_is_ignored(values, none_ignored):
+    loss = make_loss(loss_spec("cross_entropy", "logits", "label"), REGISTRY)
+    loss.criterion.know_targets(values)
+    assert loss.criterion.none_ignored is none_ignored
+    logits, label = torch.randn(5, 10), torch.tensor([1, 0, 9, 4, 4])
+    total, count = loss({"logits": logits}, {"label": label})
+    mean, mean_count = loss.mean({"logits": logits}, {"label": label})
+    assert isinstance(count, int) is none_ignored and int(count) == int(mean_count) == 5
+    torch.testing.assert_close(total / count, F.cross_entropy(logits, label))
+    torch.testing.assert_close(mean, total / count)
+    if not none_ignored:  # still counted per batch: an ignored target is left out
+        assert int(loss.count({"label": torch.tensor([1, -100, 2])})) == 2
+
+
+def test_accuracy_without_ignored_targets_counts_every_one():
+    loss = make_loss(loss_spec("cross_entropy"), REGISTRY)
+    accuracy, masked = make_metric(spec("metric", "accuracy"), REGISTRY, loss=loss), metric("accuracy")
+    loss.criterion.know_targets([LABEL])
+    for m in (accuracy, masked):
+        m.update({"logits": LOGITS}, {"label": LABEL}, None, None)
+    assert accuracy.compute() == masked.compute() == 0.5 and accuracy.counted == 4
 
 
 # ---- metrics -----------------------------------------------------------------------------

@@ -468,6 +468,26 @@ def test_workers_do_not_change_the_batches():
     assert len(in_process) == 5 and same(in_process, two_workers)
 
 
+@pytest.mark.parametrize("name", ["digits", "text"])
+def test_in_order_batches_are_views_and_equal_the_gathered_ones(name, tmp_path):
+    """In order and in this process, a batch is a slice of the data's tensors (no copy); a
+    DataLoader's workers gather the same items."""
+    if name == "digits":
+        args, inputs = {"name": "digits", "batch": 100, "size": 8, "shuffle": False}, {"x": "float[B, 64]"}
+    else:
+        args = {"name": "text", "path": write(tmp_path / "t.txt", TEXT), "block": 32, "batch": 16}  # (shuffled)
+        inputs = TOKENS
+    spec = data(**args)
+    bundle = make_data(spec, inputs, 0, REGISTRY)
+    gathered = data(**args, workers=2)
+    for val in (False, True) if name == "digits" else (True,):
+        in_process = batches(bundle, spec, skip=0 if val else 1, val=val)
+        assert same(in_process, batches(bundle, gathered, skip=0 if val else 1, val=val))
+    if name == "digits":
+        (first, *_), storage = batches(bundle, spec, val=True), bundle.val.tensors["x"].untyped_storage()
+        assert first["x"].untyped_storage().data_ptr() == storage.data_ptr()
+
+
 def test_fixed_batch_dimension():
     spec = data("synthetic", samples=22, batch=4, split=1)
     bundle = make_data(spec, {"x": "float[4, 3]"}, 0, REGISTRY)

@@ -456,9 +456,38 @@ def test_a_batch_with_every_target_ignored_is_a_step_of_loss_zero(tmp_path):
     batch = dict(next(iter(trainer.loaders()[0])))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     batch["label"] = torch.full_like(batch["label"], -100)
+    assert trainer.loss.criterion.none_ignored  # the digits hold no -100: counts need no tensor op
+    trainer.loss.criterion.know_targets([batch["label"]])  # as for data that holds ignored targets
     loss, samples = trainer.train_step([batch], 0)
     assert loss == 0.0 and samples == len(batch["label"])
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    trainer.log.close()
+
+
+@pytest.mark.parametrize("ignored", [False, True])
+def test_evaluation_counts_exactly_whether_or_not_the_data_holds_ignored_targets(tmp_path, ignored):
+    """Counts skip their tensor ops only when no label of the data is `ignore_index`; either way
+    val_loss and val_accuracy are torch's over the targets not ignored."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    generator = np.random.default_rng(0)
+    labels = generator.integers(0, 10, 200)
+    if ignored:
+        labels[::3] = -100
+    np.savez(tmp_path / "d.npz", x=generator.normal(size=(200, 1, 8, 8)).astype(np.float32), y=labels)
+    path = write_spec(tmp_path, block(data='npz(path="d.npz", batch=16, split=0.5)', schedule=None))
+    trainer = make_trainer(path, out=tmp_path / "runs")
+    trainer.start()
+    assert trainer.loss.criterion.none_ignored is not ignored
+    results = trainer.evaluate(trainer.loaders()[1])
+    x, y = trainer.data.val.tensors["image"], trainer.data.val.tensors["label"]
+    assert bool((y == -100).any()) is ignored
+    with torch.no_grad():
+        logits = trainer.model(x)
+    kept = y != -100
+    torch.testing.assert_close(results["val_loss"], F.cross_entropy(logits, y, ignore_index=-100).item())
+    assert results["val_accuracy"] == (logits.argmax(-1)[kept] == y[kept]).sum().item() / kept.sum().item()
     trainer.log.close()
 
 
