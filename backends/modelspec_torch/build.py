@@ -8,6 +8,7 @@ before anything is allocated.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import linecache
 import os
@@ -44,11 +45,34 @@ def available_memory(device: torch.device) -> int | None:
         free, _ = torch.cuda.mem_get_info(device)
         return free
     if device.type == "cpu":
-        try:
+        available = _meminfo_available()
+        if available is not None:
+            return available
+        try:  # free pages only: an underestimate where the kernel keeps a page cache it would give back
             return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError, AttributeError):
             return None
     return None
+
+
+def _meminfo_available(path: str = "/proc/meminfo") -> int | None:
+    """Linux's MemAvailable (free memory plus the cache it can reclaim), in bytes; None where there is none."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key == "MemAvailable":
+                    amount, _, unit = value.strip().partition(" ")
+                    return int(amount) * (1024 if unit == "kB" else 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+# Initialisers torch cannot run in half precision (QR has no float16/bfloat16 kernels): a model that
+# declares one is built in float32 and converted, as it was before models were built in their dtype.
+FLOAT32_ONLY_INITS = {"orthogonal"}
+HALF_DTYPES = {torch.float16, torch.bfloat16}
 
 
 def parameter_bytes(program: Program, model: str, dtype: str) -> int:
@@ -56,6 +80,46 @@ def parameter_bytes(program: Program, model: str, dtype: str) -> int:
 
     parameters, _, buffers = graph_params(program.models[model].graph)
     return (parameters + buffers) * DTYPE_BYTES.get(dtype, 4)
+
+
+def _inits(graph) -> set[str]:
+    """The initialisers the parameters of `graph` (and its blocks and repeats) declare."""
+    names = set()
+    for node in graph.nodes:
+        names |= {p.init for p in node.params}
+        for sub in ([node.body] if node.body is not None else []) + list(node.iterations):
+            names |= _inits(sub)
+    return names
+
+
+def builds_in_float32(program: Program, model: str, dtype: torch.dtype | None) -> bool:
+    """Whether `build` makes the model in float32 and converts it to `dtype` afterwards."""
+    return dtype in HALF_DTYPES and bool(_inits(program.models[model].graph) & FLOAT32_ONLY_INITS)
+
+
+def build_bytes(program: Program, model: str, dtype: torch.dtype | None) -> int:
+    """The most memory `build` holds at once: the parameters in `dtype`, plus their float32 copy when the
+    model is built in float32 first (`.to(dtype)` allocates each converted tensor before freeing the old)."""
+    name = str(dtype or torch.get_default_dtype()).replace("torch.", "")
+    needed = parameter_bytes(program, model, name)
+    if builds_in_float32(program, model, dtype):
+        needed += parameter_bytes(program, model, "float32")
+    return needed
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype | None):
+    """Floating-point tensors made inside are `dtype` (None: unchanged): the model is built in its dtype, never
+    in float32 first. torch's default dtype is global to the process; it is restored on the way out."""
+    if dtype is None:
+        yield
+        return
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
 
 
 def build(
@@ -75,9 +139,10 @@ def build(
         torch_dtype = TORCH_DTYPES[dtype]
     else:
         torch_dtype = dtype
-    dtype_name = str(torch_dtype or torch.get_default_dtype()).replace("torch.", "")
+    if torch_dtype is not None and not (isinstance(torch_dtype, torch.dtype) and torch_dtype.is_floating_point):
+        raise ValueError(f"dtype {torch_dtype!r} is not a floating-point dtype: use one of {', '.join(TORCH_DTYPES)}")
     if device.type != "meta":
-        needed = parameter_bytes(program, model, dtype_name)
+        needed = build_bytes(program, model, torch_dtype)
         free = available_memory(device)
         if free is not None and needed > free:
             raise CompileError(
@@ -95,9 +160,11 @@ def build(
     cls = load_module_class(source, class_name, model)
     if seed is not None:
         torch.manual_seed(seed)
-    with torch.device(device):
+    in_float32 = builds_in_float32(program, model, torch_dtype)
+    with torch.device(device), default_dtype(None if in_float32 else torch_dtype):
         module = cls()
     if torch_dtype is not None:
+        # Converts a float32 build; otherwise a no-op but for tensors a lowering made in float32 on purpose.
         module = module.to(torch_dtype)
     module.modelspec_source = source
     if compile:

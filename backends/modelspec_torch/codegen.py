@@ -17,9 +17,10 @@ from __future__ import annotations
 import builtins
 import functools
 import keyword
+import os
 import re
 from dataclasses import dataclass, field
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 import jinja2
 
@@ -28,7 +29,7 @@ from modelspec.ir.dims import Dim, Floor, Mod
 from modelspec.ir.graph import Graph, Node, Program
 from modelspec_torch import inplace
 from modelspec_torch.helpers import HELPERS
-from modelspec_torch.lowerings import LOWERINGS, Lowering, Site
+from modelspec_torch.lowerings import Lowering, Site
 
 BACKEND = "torch"
 # Names a generated module uses itself: never a local variable or class name.
@@ -140,6 +141,7 @@ class ClassSource:
     init: list[str] = field(default_factory=list)
     forward: list[str] = field(default_factory=list)
     returns: str = "None"
+    return_comment: str = ""  # `  # file.mspec:LINE` of the returned value
 
 
 @functools.cache
@@ -166,20 +168,67 @@ def _render_macro(lowering: Lowering, macro: str, context: dict) -> str:
 
 def lowerings(registry=None) -> dict[str, Lowering]:
     """The torch lowerings of `registry`; None: the process-wide registry, so that plugins' ops lower
-    whichever way the source is generated (`mspec compile`, `build`, or this module's functions)."""
+    whichever way the source is generated (`mspec compile`, `build`, or this module's functions).
+    The registry is the only source: without the hooks' lowerings no op lowers (E0603)."""
     if registry is None:
         from modelspec.plugins import registry as process_registry
 
         registry = process_registry()
-    if getattr(registry, "lowerings", None):
-        return {op: lw for (backend, op), lw in registry.lowerings.items() if backend == BACKEND}
-    return {lw.op: lw for lw in LOWERINGS}
+    return {op: lw for (backend, op), lw in registry.lowerings.items() if backend == BACKEND}
 
 
 def _comment_file(span) -> str:
+    """The file of `span` as a comment names it: its base name, or `std/NAME` for the standard library
+    (so that `std/transformer.mspec:20` is not taken for a line of a spec's own transformer.mspec)."""
+    if not span:
+        return ""
+    parts = _std_parts(span.file) or (PurePath(span.file).name,)
     # File names can hold anything; keep only what is safe in a comment.
-    name = PurePath(span.file).name if span else ""
-    return re.sub(r"[^\w.\-+@]", "?", name, flags=re.ASCII)
+    return "/".join(re.sub(r"[^\w.\-+@]", "?", part, flags=re.ASCII) for part in parts)
+
+
+@functools.cache
+def _std_folder() -> Path | None:
+    from importlib import resources
+
+    try:
+        return Path(str(resources.files("modelspec.std"))).resolve()
+    except (ImportError, OSError, RuntimeError, ValueError):
+        return None
+
+
+def _std_parts(file: str) -> tuple[str, ...]:
+    """("std", "transformer.mspec") for a file of the shipped standard library, else ()."""
+    if file.startswith("<"):  # `<string>`: spec text, no file
+        return ()
+    try:
+        cwd = os.getcwd()  # spans name files relative to the working folder
+    except OSError:
+        return ()
+    return _std_parts_from(file, cwd)
+
+
+@functools.lru_cache(maxsize=256)  # one resolve per file, not one per generated line
+def _std_parts_from(file: str, cwd: str) -> tuple[str, ...]:
+    folder = _std_folder()
+    if folder is None:
+        return ()
+    try:
+        relative = (Path(cwd) / file).resolve().relative_to(folder)
+    except (OSError, RuntimeError, ValueError):
+        return ()
+    return ("std", *relative.parts)
+
+
+def _where(span) -> str:
+    """`file.mspec:LINE`, the pointer every generated statement carries back to the spec (or "")."""
+    return f"{_comment_file(span)}:{span.line}" if span else ""
+
+
+def _pointer(where: str, text: str = "") -> str:
+    """A statement's trailing comment: `  # TEXT  WHERE` (either may be empty)."""
+    comment = "  ".join(part for part in (text, where) if part)
+    return f"  # {comment}" if comment else ""
 
 
 def _doc_text(text: str) -> str:
@@ -203,22 +252,25 @@ class Generator:
 
     # ---- classes ------------------------------------------------------------------
 
-    def class_for(self, graph: Graph, base: str, doc: str) -> str:
+    def class_for(self, graph: Graph, base: str, doc: str, where: str = "") -> str:
+        """The class of `graph`, emitted once per distinct graph; `where` points at the construct the class
+        comes from (a repeat) for statements that have no span of their own."""
         # Python-mode JSON data, not JSON text: strings may hold lone surrogates (from file names that are not
         # UTF-8, or str specs), which JSON text cannot encode.
-        key = repr(graph.model_dump(mode="json", exclude={"name"}))
+        key = repr((where, graph.model_dump(mode="json", exclude={"name"})))
         if key in self.by_key:
             return self.by_key[key]
         name = self.class_names.create(_camel(base))
         self.by_key[key] = name  # before the body, so recursion cannot loop
-        source = self.emit(graph, name, doc)
+        source = self.emit(graph, name, doc, where)
         self.classes.append(source)
         return name
 
-    def emit(self, graph: Graph, class_name: str, doc: str) -> ClassSource:
+    def emit(self, graph: Graph, class_name: str, doc: str, where: str = "") -> ClassSource:
         ns = Namespace()
         values: dict[str, str] = {}
         symbols: dict[str, str] = {}  # symbolic size -> expression reading it off an input
+        symbol_where: dict[str, str] = {}  # symbolic size -> the input declaration it is read off
         for input_name, t in graph.inputs.items():
             local = ns.create(input_name)
             values[input_name] = local
@@ -227,6 +279,7 @@ class Generator:
                     atom = d.terms[0][0][0]
                     if isinstance(atom, str) and atom not in symbols:
                         symbols[atom] = f"{local}.size({axis})"
+                        symbol_where[atom] = _where(graph.input_spans.get(input_name)) or where
         source = ClassSource(class_name, _doc_text(doc), list(values.values()))
         used_symbols: dict[str, str] = {}
         # Floors and remainders of sizes, each computed once into a local of its own (dependencies first),
@@ -244,8 +297,15 @@ class Generator:
             self.emit_node(node, graph, source, values, ns, dim, device, plan)
         self.span = None
         if used_symbols or atom_lines:
-            bindings = [f"{local} = {symbols[sym]}  # size `{sym}`" for sym, local in used_symbols.items()]
+            bindings = [
+                f"{local} = {symbols[sym]}{_pointer(symbol_where[sym], f'size `{sym}`')}"
+                for sym, local in used_symbols.items()
+            ]
             source.forward = bindings + atom_lines + source.forward
+        # The return points where its (first) value is made: the call, or the input declaration; a repeat
+        # iteration's inputs have no declaration of their own, so they point at the repeat.
+        first = next(iter(graph.outputs.values()), None)
+        source.return_comment = _pointer(self.value_where(graph, first) or where) if first else ""
         outputs = [values[ref] for ref in graph.outputs.values()]
         source.returns = outputs[0] if len(outputs) == 1 else "(" + ", ".join(outputs) + ")"
         if graph.kind == "model" and len(outputs) > 1:
@@ -291,7 +351,9 @@ class Generator:
                         den = self.dim_expr(atom.den, symbols, used, ns, atoms, atom_lines)
                         local = ns.create("floor" if isinstance(atom, Floor) else "mod")
                         operator = "//" if isinstance(atom, Floor) else "%"
-                        atom_lines.append(f"{local} = {num} {operator} {_operand(den)}{_size_comment(atom)}")
+                        # It points at the call that first needs it (the node being emitted).
+                        comment = _pointer(_where(self.span), _size_comment(atom))
+                        atom_lines.append(f"{local} = {num} {operator} {_operand(den)}{comment}")
                         atoms[atom] = local
                     factors.append(atoms[atom])
             parts.append(" * ".join(factors))
@@ -315,9 +377,9 @@ class Generator:
     def emit_node(
         self, node: Node, graph: Graph, source: ClassSource, values, ns, dim, device, plan: inplace.Plan
     ) -> None:
-        where = f"{_comment_file(node.span)}:{node.span.line}" if node.span else ""
+        where = _where(node.span)
         shapes = ", ".join(t.shape_text() for t in node.outputs)
-        comment = f"  # {shapes}  {where}".rstrip()
+        comment = _pointer(where, shapes)
         inputs = [values[ref] for ref in node.inputs]
         if plan.skips(node.name):
             # The node computes nothing (dropout with p=0): its output is its input; a comment keeps the line.
@@ -329,7 +391,7 @@ class Generator:
             self.check_attribute(node)
             doc = f"block {node.block}(" + ", ".join(f"{k}={v!r}" for k, v in node.attrs.items()) + ")"
             cls = self.class_for(node.body, node.block or "Block", doc)
-            source.init.append(f"self.{node.name} = {cls}(){('  # ' + where) if where else ''}")
+            source.init.append(f"self.{node.name} = {cls}(){_pointer(where)}")
             outs = self.bind_outputs(node, values, ns)
             source.forward.append(f"{', '.join(outs)} = self.{node.name}({', '.join(inputs)}){comment}")
             return
@@ -361,19 +423,26 @@ class Generator:
         if lowering.init:
             self.check_attribute(node)
             init = _render_macro(lowering, lowering.init, context)
-            source.init.append(f"{module} = {init}{('  # ' + where) if where else ''}")
+            source.init.append(f"{module} = {init}{_pointer(where)}")
             if "init" in node.attrs:
-                source.init += _init_lines(module, node)
+                source.init += [line + _pointer(where) for line in _init_lines(module, node)]
             for param in node.params:
                 if param.tied_to:
                     owner, _, pname = param.tied_to.rpartition(".")
-                    source.init.append(f"{module}.{param.name} = self.{owner}.{pname}  # tied")
+                    source.init.append(f"{module}.{param.name} = self.{owner}.{pname}{_pointer(where, 'tied')}")
         expression = _render_macro(lowering, lowering.forward, context)
         (out,) = self.bind_outputs(node, values, ns)
         source.forward.append(f"{out} = {expression}{comment}")
 
     def value_type(self, graph: Graph, ref: str):
         return graph.value_type(ref)
+
+    def value_where(self, graph: Graph, ref: str) -> str:
+        """The pointer of the spec line that makes the value `ref`: its node's call, or its input's declaration."""
+        if ref in graph.inputs:
+            return _where(graph.input_spans.get(ref))
+        node = graph.node(ref.partition(":")[0])
+        return _where(node.span) if node is not None else ""
 
     def bind_outputs(self, node: Node, values: dict, ns: Namespace) -> list[str]:
         names = node.output_names or [node.name]
@@ -392,9 +461,9 @@ class Generator:
         locals_ = {v: ns.create(v) for v in carried}
         for v in carried:
             if v in outer and outer[v] != locals_[v]:
-                source.forward.append(f"{locals_[v]} = {outer[v]}")
+                source.forward.append(f"{locals_[v]} = {outer[v]}{_pointer(where)}")
         classes = [
-            self.class_for(graph, f"{node.name}_layer", f"one iteration of `repeat ... as {node.name}`")
+            self.class_for(graph, f"{node.name}_layer", f"one iteration of `repeat ... as {node.name}`", where)
             for graph in node.iterations
         ]
         if len(classes) == 1:
@@ -404,7 +473,7 @@ class Generator:
                 f"{cls}()" if n == 1 else f"*({cls}() for _ in range({n}))" for cls, n in zip(classes, node.counts)
             ]
             items = "[" + ", ".join(parts) + "]"
-        source.init.append(f"self.{node.name} = nn.ModuleList({items}){('  # ' + where) if where else ''}")
+        source.init.append(f"self.{node.name} = nn.ModuleList({items}){_pointer(where)}")
         # One loop when every iteration takes and gives the same variables; else one loop per run.
         signatures = {(tuple(g.inputs), tuple(g.outputs)) for g in node.iterations}
         runs = [(0, sum(node.counts), node.iterations[0])]
@@ -418,8 +487,8 @@ class Generator:
             args = [locals_[v] if v in locals_ else outer[v] for v in graph.inputs]
             outs = [locals_[v] for v in graph.outputs]
             target = f"self.{node.name}" if len(runs) == 1 else f"self.{node.name}[{start}:{stop}]"
-            source.forward.append(f"for {layer} in {target}:" + (f"  # {where}" if where else ""))
-            source.forward.append(f"    {', '.join(outs)} = {layer}({', '.join(args)})")
+            source.forward.append(f"for {layer} in {target}:{_pointer(where)}")
+            source.forward.append(f"    {', '.join(outs)} = {layer}({', '.join(args)}){_pointer(where)}")
         for k, v in enumerate(carried):
             values[node.name if k == 0 else f"{node.name}:{k}"] = locals_[v]
 
@@ -487,11 +556,11 @@ def _operand(expr: str) -> str:
 
 
 def _size_comment(atom) -> str:
-    """`  # size `(T + 1)//2``, or nothing when the size's text is long or not plain ASCII arithmetic."""
+    """`size `(T + 1)//2``, or nothing when the size's text is long or not plain ASCII arithmetic."""
     text = str(atom)
     if len(text) > 60 or not re.fullmatch(r"[\w+\-*/%() ]*", text, flags=re.ASCII):
         return ""
-    return f"  # size `{text}`"
+    return f"size `{text}`"
 
 
 def _camel(name: str) -> str:

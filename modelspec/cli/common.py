@@ -38,10 +38,38 @@ def has_errors(diagnostics: list[Diagnostic]) -> bool:
     return any(d.severity is Severity.ERROR for d in diagnostics)
 
 
-def warn_about_plugins() -> None:
+def warn_about_plugins(backends: bool = False) -> None:
     """One line on stderr per plugin problem (a plugin that failed to import,
-    was rejected, raised in a hook, or took a taken name); the command goes on."""
+    was rejected, raised in a hook, or took a taken name); the command goes on.
+    `backends`: the command uses backends, so collect their hooks first (they
+    are collected lazily) and report their problems too, here, once."""
     from modelspec.plugins import registry
 
-    for problem in registry().problems:
+    current = registry()
+    if backends:
+        current.load_all()
+    for problem in current.problems:
         click.echo(f"warning: {problem}", err=True)
+
+
+def device_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """The `--device` callback of `mspec train` and `mspec generate`: a device torch knows that is here and
+    holds real tensors, refused while the options are parsed rather than deep in a run."""
+    if value == "cpu":  # the default: no need to import torch to know it
+        return value
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise click.BadParameter(f"{value!r} is not a device (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "meta":
+        # Meta tensors have shapes and no data: training and sampling need real weights.
+        raise click.BadParameter(f"{value!r} holds no data, and the model needs real weights: use cpu or cuda")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise click.BadParameter(f"{value!r}: no CUDA device is available here")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise click.BadParameter(f"{value!r}: no CUDA device {device.index} here ({count} available)")
+    return value

@@ -8,9 +8,16 @@ import click
 
 
 def op_details(registry, op) -> dict:
+    from modelspec.ops.init import INIT_ARGUMENT, takes_init
     from modelspec.ops.reference import _default_text, _type_text, signature
 
     owner = registry.op_owner.get(op.name, "?")
+    arguments = [
+        {"name": name, "type": _type_text(field.annotation), "default": _default_text(field)}
+        for name, field in op.Args.model_fields.items()
+    ]
+    if takes_init(op):  # the elaborator's, not a field of the op's Args, and as real an argument
+        arguments.append(dict(INIT_ARGUMENT))
     return {
         "name": op.name,
         "summary": op.summary,
@@ -19,10 +26,7 @@ def op_details(registry, op) -> dict:
         "shape": op.shape_rule,
         "arrow": list(op.arrow) if op.arrow else None,
         "inputs": _inputs_text(op),
-        "arguments": [
-            {"name": name, "type": _type_text(field.annotation), "default": _default_text(field)}
-            for name, field in op.Args.model_fields.items()
-        ],
+        "arguments": arguments,
         "plugin": owner,
         "builtin": registry.is_builtin(owner),
         "backends": registry.backends_lowering(op.name),
@@ -84,5 +88,9 @@ def ops_command(name: str | None, as_json: bool) -> None:
         width = max(len(a["name"]) for a in details["arguments"])
         for arg in details["arguments"]:
             click.echo(f"    {arg['name']:<{width}}  {arg['type']}  ({arg['default']})")
+        from modelspec.ops.init import INITIALISERS, takes_init
+
+        if takes_init(op):
+            click.echo(f"  initialisers: {', '.join(INITIALISERS)} (docs/language.md has their arguments)")
     backends = details["backends"]
     click.echo(f"  lowered by: {', '.join(backends) if backends else 'no backend (it can be checked, not built)'}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from modelspec.cli.common import has_errors, report
+from modelspec.cli.common import device_option, has_errors, report
 
 
 def pick_regime(program, file: str, regime: str | None) -> str:
@@ -35,7 +35,7 @@ def pick_regime(program, file: str, regime: str | None) -> str:
     show_default=True,
     help="folder of run folders",
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--device", default="cpu", show_default=True, callback=device_option, help="cpu, cuda, cuda:1, ...")
 @click.option("--max-steps", type=click.IntRange(1), help="stop after this many optimizer steps")
 @click.option(
     "--resume",
@@ -53,7 +53,7 @@ def pick_regime(program, file: str, regime: str | None) -> str:
     type=click.IntRange(1),
     default=1,
     show_default=True,
-    help="processes for a `distributed ddp` regime (mspec starts torchrun)",
+    help="processes for a `distributed ddp` or `fsdp` regime (mspec starts torchrun)",
 )
 def train_command(file, regime, out, device, max_steps, resume, seed, tensorboard, progress, nproc):
     """Train a model as a `train` block of FILE declares."""
@@ -66,16 +66,8 @@ def train_command(file, regime, out, device, max_steps, resume, seed, tensorboar
     name = pick_regime(program, file, regime)
     spec = program.trains[name]
 
-    import torch
-
     from modelspec.train.loop import Options, Trainer, TrainError, latest_run
 
-    try:
-        torch.device(device)
-    except RuntimeError:
-        raise click.BadParameter(f"{device!r} is not a device", param_hint="--device") from None
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise click.BadParameter(f"{device!r}: no CUDA device is available here", param_hint="--device")
     trainer_class = Trainer
     if spec.model.kind == "gan":
         from modelspec.train.gan import GanTrainer
@@ -146,9 +138,9 @@ def _launch(nproc, spec, file, name, out, device, max_steps, resume_folder, seed
 
     from modelspec.train.distributed import launch_command, launched_world
 
-    if spec.distributed is None or spec.distributed.name != "ddp":
+    if spec.distributed is None or spec.distributed.name not in ("ddp", "fsdp"):
         raise click.BadParameter(
-            f"regime {name!r} declares no `distributed ddp`: add it to train in several processes",
+            f"regime {name!r} declares no `distributed ddp` (or `fsdp`): add it to train in several processes",
             param_hint="--nproc",
         )
     if launched_world() > 1:

@@ -1,9 +1,11 @@
 """Initialisers a spec may declare with `init=`, e.g. `linear(d, init=normal(0.02))`.
 
-`init=` sets the initialiser of a layer's weights (every parameter whose
-name ends in `weight`); its biases start at zero, as in GPT-2 and BERT.
-Without `init=`, parameters keep their op's declared initialiser
-(PyTorch's defaults). Backends map these names onto their own functions.
+`init=` is an argument of every op that declares parameters (`takes_init`),
+built-in or from a plugin; the elaborator handles it, not the op's `Args`.
+It sets the initialiser of a layer's weights (every parameter whose name
+ends in `weight`); its biases start at zero, as in GPT-2 and BERT. Without
+`init=`, parameters keep their op's declared initialiser (PyTorch's
+defaults). Backends map these names onto their own functions.
 """
 
 from __future__ import annotations
@@ -64,3 +66,15 @@ INITIALISERS: dict[str, tuple[type[Args], tuple[str, ...]]] = {
     "kaiming_normal": (KaimingArgs, ("a", "mode", "nonlinearity")),
     "orthogonal": (GainArgs, ("gain",)),
 }
+
+
+# How `mspec ops` and docs/language.md list `init=` among an op's arguments.
+INIT_ARGUMENT = {"name": "init", "type": "initialiser", "default": "the op's own"}
+
+
+def takes_init(op) -> bool:
+    """Whether `init=` is an argument of `op`: of an op that declares parameters (overrides `params`). An
+    op whose parameters depend on its arguments (`layernorm(affine=false)`) refuses it there (E0203)."""
+    from modelspec.ops.base import OpSpec
+
+    return type(op).params is not OpSpec.params

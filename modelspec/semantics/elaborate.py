@@ -476,16 +476,15 @@ class Elaborator:
 
     def name_binding(self, stmt, value: Any, frame: Frame, start: int) -> Any:
         """`q = x |> linear(d) |> split_heads(h)`: the one layer with parameters
-        created by a binding takes the binding's name (if it was not named)."""
+        created by a binding takes the binding's name (if it was not named).
+
+        A name that a backend cannot use (`class = ...`: a Python keyword for the torch backend) is
+        taken all the same: the backend refuses it (E0601) rather than the layer being silently named
+        after its op."""
         nodes = frame.builder.graph.nodes[start:]
         with_params = [n for n in nodes if _has_params(n)]
         name = stmt.name
-        if (
-            len(with_params) != 1
-            or with_params[0].name in frame.builder.explicit
-            or name in frame.builder.used
-            or keyword.iskeyword(name)
-        ):
+        if len(with_params) != 1 or with_params[0].name in frame.builder.explicit or name in frame.builder.used:
             return value
         node = with_params[0]
         old = node.name
@@ -1011,7 +1010,7 @@ class Elaborator:
             stage = "shape rule (`infer`)"
             out = op.infer(types, args)
             outputs = list(out) if isinstance(out, tuple | list) else [out]
-            wrong = _not_a_type(outputs)
+            wrong = _not_a_type(out)
             if wrong is None:
                 stage = "parameters (`params`)"
                 params = op.params(types, args, outputs[0])
@@ -1501,11 +1500,32 @@ def _with_origin(value: Any, origin: Span) -> Any:
     return value
 
 
-def _not_a_type(outputs: list) -> str | None:
-    for out in outputs:
-        if not isinstance(out, TensorType):
-            return f"returned {out!r:.60}, not a tensor type (`TensorType`)"
-    return None if outputs else "returned no output type"
+def _not_a_type(out) -> str | None:
+    """Why what a shape rule returned (a TensorType, or a list of them) is not its outputs' types,
+    showing the whole value it returned; None when it is."""
+    many = isinstance(out, tuple | list)
+    outputs = list(out) if many else [out]
+
+    def shown(value) -> str:
+        return str(value) if isinstance(value, TensorType) else repr(value)
+
+    text = ", ".join(shown(t) for t in outputs)
+    text = (f"[{text}]" if isinstance(out, list) else f"({text})") if many else shown(out)
+    text = text if len(text) <= 80 else text[:77] + "..."
+    if not outputs:
+        return f"returned {text}: no output type"
+    for k, t in enumerate(outputs):
+        if not isinstance(t, TensorType):
+            if many:
+                return f"returned {text}: item {k} ({shown(t):.40}) is not a tensor type (`TensorType`)"
+            return f"returned {text}, not a tensor type (`TensorType`)"
+        whose = f"output {k}'s" if many else "its"
+        if not isinstance(t.dtype, str) or t.dtype not in DTYPES:
+            return f"returned {text}: {whose} dtype {t.dtype!r} is not one of {', '.join(DTYPES)}"
+        for i, dim in enumerate(t.shape):
+            if dim.is_const and dim.value < 0:
+                return f"returned {text}: {whose} dimension {i} is {dim.value}, a negative size"
+    return None
 
 
 def _not_params(params) -> str | None:

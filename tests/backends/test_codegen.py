@@ -2,6 +2,7 @@
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +68,66 @@ def test_generated_source_is_plain_torch_and_passes_ruff(path, model, tmp_path):
     assert ruff.returncode == 0, ruff.stdout
 
 
-def test_every_statement_points_back_to_the_spec():
+# `# FILE:LINE` at the end of a line: FILE is a spec file's name, or `std/NAME` for the standard library.
+POINTER = re.compile(r"#.*?(?:^|\s)((?:std/)?[\w.\-+@?]+\.mspec):(\d+)$")
+
+
+def pointed_line(path: Path, file: str, line: int) -> str:
+    """The text of line `line` of `file` as a generated comment names it, `path` being the spec compiled."""
+    folder = Path(modelspec.__file__).parent if file.startswith("std/") else path.parent
+    lines = (folder / file).read_text().splitlines()
+    assert 1 <= line <= len(lines), f"{file}:{line} is past the end of the file"
+    return lines[line - 1].strip()
+
+
+@pytest.mark.parametrize("path,model", SHIPPED, ids=lambda v: getattr(v, "name", v))
+def test_every_statement_points_back_to_the_spec(path, model):
+    """Every statement in the methods of a class made from the spec (a model, a block body, a repeat
+    iteration) ends with `# FILE:LINE`, pointing at a line of code in that spec file: the call it lowers,
+    the repeat it runs, the input a size is read off, or, for a `return`, where its (first) value is made.
+
+    Exempt, as written the same whatever the spec says: the imports, the `class` and `def` headers,
+    `super().__init__()` and the `pass` of an empty `__init__`, and the helper classes of
+    `modelspec_torch.helpers` (Attention, Positions, ...), which no spec line makes."""
+    from modelspec_torch.helpers import HELPERS
+
+    source, _ = generate_source(modelspec.load(path), model)
+    lines = source.splitlines()
+    checked = 0
+    for cls in ast.parse(source).body:
+        if not isinstance(cls, ast.ClassDef) or cls.name in HELPERS:
+            continue
+        for method in (m for m in cls.body if isinstance(m, ast.FunctionDef)):
+            for statement in ast.walk(method):
+                if not isinstance(statement, ast.stmt) or statement is method:
+                    continue
+                text = lines[statement.lineno - 1]  # a `for` loop's own line, not its body's
+                if text.strip() in ("super().__init__()", "pass"):
+                    continue
+                match = POINTER.search(text)
+                assert match, f"no pointer to the spec: {text.strip()}"
+                target = pointed_line(path, match.group(1), int(match.group(2)))
+                assert target and not target.startswith("#"), f"{text.strip()} points at {target!r}"
+                checked += 1
+    assert checked > 5
+    assert " transformer.mspec:" not in source or path.name == "transformer.mspec"
+
+
+def test_pointers_name_the_standard_library_apart_from_a_spec_of_the_same_name():
+    source, _ = generate_source(modelspec.load(SPECS / "gpt2.mspec"), "GPT2")
+    assert "self.q = nn.Linear(768, 768)  # std/transformer.mspec:20" in source
+    assert "nn.init.normal_(self.q.weight, std=0.02, mean=0.0)  # std/transformer.mspec:20" in source
+    assert "return dropout  # std/transformer.mspec:24" in source
+    assert "T = tokens.size(1)  # size `T`  gpt2.mspec:15" in source
+    assert "        for layer in self.h:  # gpt2.mspec:21\n            x = layer(x)  # gpt2.mspec:21\n" in source
+    assert "self.lm_head.weight = self.wte.weight  # tied  gpt2.mspec:26" in source
+    # specs/transformer.mspec imports std/transformer.mspec: each line names its own file.
+    both, _ = generate_source(modelspec.load(SPECS / "transformer.mspec"), "Transformer")
+    assert "self.generator = nn.Linear(512, 37000, bias=False)  # transformer.mspec:40" in both
+    assert "  # std/transformer.mspec:" in both
+
+
+def test_shapes_and_lines_on_forward_statements():
     source, _ = generate_source(modelspec.load(SPECS / "cnn.mspec"), "CNN")
     forward = source[source.index("def forward") :]
     lines = [line for line in forward.splitlines()[1:] if line.strip() and not line.strip().startswith("return")]

@@ -426,13 +426,13 @@ def name_case(position: Position, name: str, canary: Path) -> None:
     elif outcome.kind == "built":
         keys = {k.replace("@N@", name) for k in position.keys}
         if position.binding and not keys <= outcome.keys:
-            # A binding names its layer unless the name is a Python keyword or already taken
-            # (elaborate.name_binding); then the layer keeps the op's name.
-            assert keyword.iskeyword(name) or name == "x", (name, sorted(outcome.keys))
+            # A binding names its layer unless the name is already taken (elaborate.name_binding); then the
+            # layer keeps the op's name. A Python keyword is never dropped that way: it is E0601 above.
+            assert name == "x", (name, sorted(outcome.keys))
             keys = {"linear.weight"}
         assert keys <= outcome.keys, f"(d) {sorted(keys)} not among the state_dict keys {sorted(outcome.keys)}"
         if position.attribute and "@N@" in position.attribute:
-            assert attribute_problem(name) is None or (position.binding and keyword.iskeyword(name))
+            assert attribute_problem(name) is None
 
 
 def string_positions() -> dict[str, tuple[str, str | None]]:

@@ -140,9 +140,16 @@ def test_resume_of_a_run_of_another_spec(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    ("device", "message"), [("gpu", "is not a device"), ("cuda", "no CUDA device"), ("cuda:3", "no CUDA device")]
+    ("device", "message"),
+    [
+        ("gpu", "is not a device"),
+        ("cuda", "no CUDA device"),
+        ("cuda:3", "no CUDA device"),
+        ("meta", "holds no data, and the model needs real weights"),  # not a crash in the first step
+    ],
 )
 def test_bad_device(tmp_path, capsys, device, message):
+    """Refused while the options are parsed (modelspec.cli.common.device_option, shared with generate)."""
     import torch
 
     if device.startswith("cuda") and torch.cuda.is_available():

@@ -62,32 +62,32 @@ class SelfAttention(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.q = nn.Linear(768, 768)  # transformer.mspec:20
-        nn.init.normal_(self.q.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.q.bias)
-        self.k = nn.Linear(768, 768)  # transformer.mspec:21
-        nn.init.normal_(self.k.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.k.bias)
-        self.v = nn.Linear(768, 768)  # transformer.mspec:22
-        nn.init.normal_(self.v.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.v.bias)
-        self.attention = Attention(dropout=0.1)  # transformer.mspec:23
-        self.proj = nn.Linear(768, 768)  # transformer.mspec:24
-        nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.proj.bias)
+        self.q = nn.Linear(768, 768)  # std/transformer.mspec:20
+        nn.init.normal_(self.q.weight, std=0.02, mean=0.0)  # std/transformer.mspec:20
+        nn.init.zeros_(self.q.bias)  # std/transformer.mspec:20
+        self.k = nn.Linear(768, 768)  # std/transformer.mspec:21
+        nn.init.normal_(self.k.weight, std=0.02, mean=0.0)  # std/transformer.mspec:21
+        nn.init.zeros_(self.k.bias)  # std/transformer.mspec:21
+        self.v = nn.Linear(768, 768)  # std/transformer.mspec:22
+        nn.init.normal_(self.v.weight, std=0.02, mean=0.0)  # std/transformer.mspec:22
+        nn.init.zeros_(self.v.bias)  # std/transformer.mspec:22
+        self.attention = Attention(dropout=0.1)  # std/transformer.mspec:23
+        self.proj = nn.Linear(768, 768)  # std/transformer.mspec:24
+        nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)  # std/transformer.mspec:24
+        nn.init.zeros_(self.proj.bias)  # std/transformer.mspec:24
 
     def forward(self, x):
-        q = self.q(x)  # [B, T, 768]  transformer.mspec:20
-        split_heads = q.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  transformer.mspec:20
-        k = self.k(x)  # [B, T, 768]  transformer.mspec:21
-        split_heads_1 = k.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  transformer.mspec:21
-        v = self.v(x)  # [B, T, 768]  transformer.mspec:22
-        split_heads_2 = v.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  transformer.mspec:22
-        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 12, T, 64]  transformer.mspec:23
-        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 768]  transformer.mspec:23
-        proj = self.proj(merge_heads)  # [B, T, 768]  transformer.mspec:24
-        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 768]  transformer.mspec:24
-        return dropout
+        q = self.q(x)  # [B, T, 768]  std/transformer.mspec:20
+        split_heads = q.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  std/transformer.mspec:20
+        k = self.k(x)  # [B, T, 768]  std/transformer.mspec:21
+        split_heads_1 = k.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  std/transformer.mspec:21
+        v = self.v(x)  # [B, T, 768]  std/transformer.mspec:22
+        split_heads_2 = v.unflatten(-1, (12, -1)).transpose(1, 2)  # [B, 12, T, 64]  std/transformer.mspec:22
+        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 12, T, 64]  std/transformer.mspec:23
+        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 768]  std/transformer.mspec:23
+        proj = self.proj(merge_heads)  # [B, T, 768]  std/transformer.mspec:24
+        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 768]  std/transformer.mspec:24
+        return dropout  # std/transformer.mspec:24
 
 
 class Mlp(nn.Module):
@@ -95,19 +95,19 @@ class Mlp(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.fc = nn.Linear(768, 3072)  # transformer.mspec:43
-        nn.init.normal_(self.fc.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.fc.bias)
-        self.proj = nn.Linear(3072, 768)  # transformer.mspec:44
-        nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.proj.bias)
+        self.fc = nn.Linear(768, 3072)  # std/transformer.mspec:43
+        nn.init.normal_(self.fc.weight, std=0.02, mean=0.0)  # std/transformer.mspec:43
+        nn.init.zeros_(self.fc.bias)  # std/transformer.mspec:43
+        self.proj = nn.Linear(3072, 768)  # std/transformer.mspec:44
+        nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)  # std/transformer.mspec:44
+        nn.init.zeros_(self.proj.bias)  # std/transformer.mspec:44
 
     def forward(self, x):
-        fc = self.fc(x)  # [B, T, 3072]  transformer.mspec:43
-        gelu = F.gelu(fc)  # [B, T, 3072]  transformer.mspec:43
-        proj = self.proj(gelu)  # [B, T, 768]  transformer.mspec:44
-        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 768]  transformer.mspec:44
-        return dropout
+        fc = self.fc(x)  # [B, T, 3072]  std/transformer.mspec:43
+        gelu = F.gelu(fc)  # [B, T, 3072]  std/transformer.mspec:43
+        proj = self.proj(gelu)  # [B, T, 768]  std/transformer.mspec:44
+        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 768]  std/transformer.mspec:44
+        return dropout  # std/transformer.mspec:44
 
 
 class LayerLayer(nn.Module):
@@ -127,7 +127,7 @@ class LayerLayer(nn.Module):
         mlp = self.mlp(ln_1)  # [B, T, 768]  bert_base.mspec:25
         add_1 = ln_1 + mlp  # [B, T, 768]  bert_base.mspec:25
         ln_2 = self.ln_2(add_1)  # [B, T, 768]  bert_base.mspec:25
-        return ln_2
+        return ln_2  # bert_base.mspec:25
 
 
 class BertBase(nn.Module):
@@ -144,7 +144,7 @@ class BertBase(nn.Module):
         self.pooler = nn.Linear(768, 768)  # bert_base.mspec:28
 
     def forward(self, tokens, segments):
-        T = tokens.size(1)  # size `T`
+        T = tokens.size(1)  # size `T`  bert_base.mspec:15
         word_embeddings = self.word_embeddings(tokens)  # [B, T, 768]  bert_base.mspec:18
         positions = self.positions(T, tokens.device)  # [T]  bert_base.mspec:19
         position_embeddings = self.position_embeddings(positions)  # [T, 768]  bert_base.mspec:19
@@ -153,10 +153,10 @@ class BertBase(nn.Module):
         add_1 = add.add_(token_type_embeddings)  # [B, T, 768]  bert_base.mspec:18
         ln = self.ln(add_1)  # [B, T, 768]  bert_base.mspec:21
         dropout = F.dropout(ln, p=0.1, training=self.training)  # [B, T, 768]  bert_base.mspec:21
-        x = dropout
+        x = dropout  # bert_base.mspec:22
         for layer in self.layer:  # bert_base.mspec:22
-            x = layer(x)
+            x = layer(x)  # bert_base.mspec:22
         select = x.select(1, 0)  # [B, 768]  bert_base.mspec:28
         pooler = self.pooler(select)  # [B, 768]  bert_base.mspec:28
         tanh = torch.tanh(pooler)  # [B, 768]  bert_base.mspec:28
-        return {'hidden': x, 'pooled': tanh}
+        return {'hidden': x, 'pooled': tanh}  # bert_base.mspec:22

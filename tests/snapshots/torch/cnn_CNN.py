@@ -29,4 +29,4 @@ class CNN(nn.Module):
         fc1 = self.fc1(flatten)  # [B, 128]  cnn.mspec:13
         relu_2 = F.relu(fc1, inplace=True)  # [B, 128]  cnn.mspec:14
         fc2 = self.fc2(relu_2)  # [B, 10]  cnn.mspec:15
-        return fc2
+        return fc2  # cnn.mspec:15

@@ -28,4 +28,4 @@ class Discriminator(nn.Module):
         conv2d_2 = self.conv2d_2(leaky_relu_1)  # [B, 1, 1, 1]  dcgan.mspec:26
         flatten = conv2d_2.flatten(1, -1)  # [B, 1]  dcgan.mspec:27
         sigmoid = torch.sigmoid(flatten)  # [B, 1]  dcgan.mspec:28
-        return sigmoid
+        return sigmoid  # dcgan.mspec:28

@@ -29,4 +29,4 @@ class Generator(nn.Module):
         relu_1 = F.relu(batchnorm2d_1, inplace=True)  # [B, 64, 8, 8]  dcgan.mspec:12
         conv_transpose2d_2 = self.conv_transpose2d_2(relu_1)  # [B, 1, 16, 16]  dcgan.mspec:13
         tanh = torch.tanh(conv_transpose2d_2)  # [B, 1, 16, 16]  dcgan.mspec:14
-        return tanh
+        return tanh  # dcgan.mspec:14

@@ -62,32 +62,32 @@ class SelfAttention(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.q = nn.Linear(96, 96)  # transformer.mspec:20
-        nn.init.normal_(self.q.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.q.bias)
-        self.k = nn.Linear(96, 96)  # transformer.mspec:21
-        nn.init.normal_(self.k.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.k.bias)
-        self.v = nn.Linear(96, 96)  # transformer.mspec:22
-        nn.init.normal_(self.v.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.v.bias)
-        self.attention = Attention(causal=True, dropout=0.1)  # transformer.mspec:23
-        self.proj = nn.Linear(96, 96)  # transformer.mspec:24
-        nn.init.normal_(self.proj.weight, std=0.008164965809277261, mean=0.0)
-        nn.init.zeros_(self.proj.bias)
+        self.q = nn.Linear(96, 96)  # std/transformer.mspec:20
+        nn.init.normal_(self.q.weight, std=0.02, mean=0.0)  # std/transformer.mspec:20
+        nn.init.zeros_(self.q.bias)  # std/transformer.mspec:20
+        self.k = nn.Linear(96, 96)  # std/transformer.mspec:21
+        nn.init.normal_(self.k.weight, std=0.02, mean=0.0)  # std/transformer.mspec:21
+        nn.init.zeros_(self.k.bias)  # std/transformer.mspec:21
+        self.v = nn.Linear(96, 96)  # std/transformer.mspec:22
+        nn.init.normal_(self.v.weight, std=0.02, mean=0.0)  # std/transformer.mspec:22
+        nn.init.zeros_(self.v.bias)  # std/transformer.mspec:22
+        self.attention = Attention(causal=True, dropout=0.1)  # std/transformer.mspec:23
+        self.proj = nn.Linear(96, 96)  # std/transformer.mspec:24
+        nn.init.normal_(self.proj.weight, std=0.008164965809277261, mean=0.0)  # std/transformer.mspec:24
+        nn.init.zeros_(self.proj.bias)  # std/transformer.mspec:24
 
     def forward(self, x):
-        q = self.q(x)  # [B, T, 96]  transformer.mspec:20
-        split_heads = q.unflatten(-1, (4, -1)).transpose(1, 2)  # [B, 4, T, 24]  transformer.mspec:20
-        k = self.k(x)  # [B, T, 96]  transformer.mspec:21
-        split_heads_1 = k.unflatten(-1, (4, -1)).transpose(1, 2)  # [B, 4, T, 24]  transformer.mspec:21
-        v = self.v(x)  # [B, T, 96]  transformer.mspec:22
-        split_heads_2 = v.unflatten(-1, (4, -1)).transpose(1, 2)  # [B, 4, T, 24]  transformer.mspec:22
-        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 4, T, 24]  transformer.mspec:23
-        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 96]  transformer.mspec:23
-        proj = self.proj(merge_heads)  # [B, T, 96]  transformer.mspec:24
-        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 96]  transformer.mspec:24
-        return dropout
+        q = self.q(x)  # [B, T, 96]  std/transformer.mspec:20
+        split_heads = q.unflatten(-1, (4, -1)).transpose(1, 2)  # [B, 4, T, 24]  std/transformer.mspec:20
+        k = self.k(x)  # [B, T, 96]  std/transformer.mspec:21
+        split_heads_1 = k.unflatten(-1, (4, -1)).transpose(1, 2)  # [B, 4, T, 24]  std/transformer.mspec:21
+        v = self.v(x)  # [B, T, 96]  std/transformer.mspec:22
+        split_heads_2 = v.unflatten(-1, (4, -1)).transpose(1, 2)  # [B, 4, T, 24]  std/transformer.mspec:22
+        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 4, T, 24]  std/transformer.mspec:23
+        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 96]  std/transformer.mspec:23
+        proj = self.proj(merge_heads)  # [B, T, 96]  std/transformer.mspec:24
+        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 96]  std/transformer.mspec:24
+        return dropout  # std/transformer.mspec:24
 
 
 class Mlp(nn.Module):
@@ -95,19 +95,19 @@ class Mlp(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.fc = nn.Linear(96, 384)  # transformer.mspec:43
-        nn.init.normal_(self.fc.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.fc.bias)
-        self.proj = nn.Linear(384, 96)  # transformer.mspec:44
-        nn.init.normal_(self.proj.weight, std=0.008164965809277261, mean=0.0)
-        nn.init.zeros_(self.proj.bias)
+        self.fc = nn.Linear(96, 384)  # std/transformer.mspec:43
+        nn.init.normal_(self.fc.weight, std=0.02, mean=0.0)  # std/transformer.mspec:43
+        nn.init.zeros_(self.fc.bias)  # std/transformer.mspec:43
+        self.proj = nn.Linear(384, 96)  # std/transformer.mspec:44
+        nn.init.normal_(self.proj.weight, std=0.008164965809277261, mean=0.0)  # std/transformer.mspec:44
+        nn.init.zeros_(self.proj.bias)  # std/transformer.mspec:44
 
     def forward(self, x):
-        fc = self.fc(x)  # [B, T, 384]  transformer.mspec:43
-        gelu = F.gelu(fc)  # [B, T, 384]  transformer.mspec:43
-        proj = self.proj(gelu)  # [B, T, 96]  transformer.mspec:44
-        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 96]  transformer.mspec:44
-        return dropout
+        fc = self.fc(x)  # [B, T, 384]  std/transformer.mspec:43
+        gelu = F.gelu(fc)  # [B, T, 384]  std/transformer.mspec:43
+        proj = self.proj(gelu)  # [B, T, 96]  std/transformer.mspec:44
+        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 96]  std/transformer.mspec:44
+        return dropout  # std/transformer.mspec:44
 
 
 class HLayer(nn.Module):
@@ -127,7 +127,7 @@ class HLayer(nn.Module):
         ln_2 = self.ln_2(add)  # [B, T, 96]  gpt_tiny.mspec:23
         mlp = self.mlp(ln_2)  # [B, T, 96]  gpt_tiny.mspec:23
         add_1 = add + mlp  # [B, T, 96]  gpt_tiny.mspec:23
-        return add_1
+        return add_1  # gpt_tiny.mspec:23
 
 
 class GPTTiny(nn.Module):
@@ -136,25 +136,25 @@ class GPTTiny(nn.Module):
     def __init__(self):
         super().__init__()
         self.wte = nn.Embedding(96, 96)  # gpt_tiny.mspec:16
-        nn.init.normal_(self.wte.weight, std=0.02, mean=0.0)
+        nn.init.normal_(self.wte.weight, std=0.02, mean=0.0)  # gpt_tiny.mspec:16
         self.positions = Positions()  # gpt_tiny.mspec:17
         self.wpe = nn.Embedding(64, 96)  # gpt_tiny.mspec:17
-        nn.init.normal_(self.wpe.weight, std=0.01, mean=0.0)
+        nn.init.normal_(self.wpe.weight, std=0.01, mean=0.0)  # gpt_tiny.mspec:17
         self.h = nn.ModuleList([HLayer() for _ in range(3)])  # gpt_tiny.mspec:20
         self.ln_f = nn.LayerNorm(96, eps=1e-05)  # gpt_tiny.mspec:25
         self.lm_head = nn.Linear(96, 96, bias=False)  # gpt_tiny.mspec:25
-        self.lm_head.weight = self.wte.weight  # tied
+        self.lm_head.weight = self.wte.weight  # tied  gpt_tiny.mspec:25
 
     def forward(self, tokens):
-        T = tokens.size(1)  # size `T`
+        T = tokens.size(1)  # size `T`  gpt_tiny.mspec:14
         wte = self.wte(tokens)  # [B, T, 96]  gpt_tiny.mspec:16
         positions = self.positions(T, tokens.device)  # [T]  gpt_tiny.mspec:17
         wpe = self.wpe(positions)  # [T, 96]  gpt_tiny.mspec:17
         add = wte + wpe  # [B, T, 96]  gpt_tiny.mspec:16
         dropout = F.dropout(add, p=0.1, training=self.training)  # [B, T, 96]  gpt_tiny.mspec:18
-        x = dropout
+        x = dropout  # gpt_tiny.mspec:20
         for layer in self.h:  # gpt_tiny.mspec:20
-            x = layer(x)
+            x = layer(x)  # gpt_tiny.mspec:20
         ln_f = self.ln_f(x)  # [B, T, 96]  gpt_tiny.mspec:25
         lm_head = self.lm_head(ln_f)  # [B, T, 96]  gpt_tiny.mspec:25
-        return lm_head
+        return lm_head  # gpt_tiny.mspec:25

@@ -92,7 +92,7 @@ class RotaryAttention(nn.Module):
         attention = self.attention(rotary, rotary_1, split_heads_2)  # [B, 4, T, 24]  llama_tiny.mspec:16
         merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 96]  llama_tiny.mspec:16
         wo = self.wo(merge_heads)  # [B, T, 96]  llama_tiny.mspec:17
-        return wo
+        return wo  # llama_tiny.mspec:17
 
 
 class LayersLayer(nn.Module):
@@ -112,7 +112,7 @@ class LayersLayer(nn.Module):
         ffn_norm = self.ffn_norm(add)  # [B, T, 96]  llama_tiny.mspec:37
         feed_forward = self.feed_forward.w2(F.silu(self.feed_forward.w1(ffn_norm)) * self.feed_forward.w3(ffn_norm))  # [B, T, 96]  llama_tiny.mspec:37
         add_1 = feed_forward.add_(add)  # [B, T, 96]  llama_tiny.mspec:37
-        return add_1
+        return add_1  # llama_tiny.mspec:37
 
 
 class LlamaTiny(nn.Module):
@@ -121,17 +121,17 @@ class LlamaTiny(nn.Module):
     def __init__(self):
         super().__init__()
         self.tok_embeddings = nn.Embedding(96, 96)  # llama_tiny.mspec:33
-        nn.init.normal_(self.tok_embeddings.weight, std=0.02, mean=0.0)
+        nn.init.normal_(self.tok_embeddings.weight, std=0.02, mean=0.0)  # llama_tiny.mspec:33
         self.layers = nn.ModuleList([LayersLayer() for _ in range(3)])  # llama_tiny.mspec:34
         self.norm = nn.RMSNorm(96, eps=1e-05)  # llama_tiny.mspec:40
         self.output = nn.Linear(96, 96, bias=False)  # llama_tiny.mspec:41
-        nn.init.normal_(self.output.weight, std=0.02, mean=0.0)
+        nn.init.normal_(self.output.weight, std=0.02, mean=0.0)  # llama_tiny.mspec:41
 
     def forward(self, tokens):
         tok_embeddings = self.tok_embeddings(tokens)  # [B, T, 96]  llama_tiny.mspec:33
-        x = tok_embeddings
+        x = tok_embeddings  # llama_tiny.mspec:34
         for layer in self.layers:  # llama_tiny.mspec:34
-            x = layer(x)
+            x = layer(x)  # llama_tiny.mspec:34
         norm = self.norm(x)  # [B, T, 96]  llama_tiny.mspec:40
         output = self.output(norm)  # [B, T, 96]  llama_tiny.mspec:41
-        return output
+        return output  # llama_tiny.mspec:41

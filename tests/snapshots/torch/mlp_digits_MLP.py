@@ -21,4 +21,4 @@ class MLP(nn.Module):
         fc1 = self.fc1(flatten)  # [B, 128]  mlp_digits.mspec:6
         relu = F.relu(fc1, inplace=True)  # [B, 128]  mlp_digits.mspec:7
         fc2 = self.fc2(relu)  # [B, 10]  mlp_digits.mspec:8
-        return fc2
+        return fc2  # mlp_digits.mspec:8

@@ -26,7 +26,7 @@ class BasicBlock(nn.Module):
         bn2 = self.bn2(conv2)  # [B, 64, 56, 56]  resnet18.mspec:12
         add = bn2.add_(x)  # [B, 64, 56, 56]  resnet18.mspec:19
         relu_1 = F.relu(add, inplace=True)  # [B, 64, 56, 56]  resnet18.mspec:19
-        return relu_1
+        return relu_1  # resnet18.mspec:19
 
 
 class BasicBlock_1(nn.Module):
@@ -51,7 +51,7 @@ class BasicBlock_1(nn.Module):
         down_bn = self.down_bn(down_conv)  # [B, 128, 28, 28]  resnet18.mspec:17
         add = bn2.add_(down_bn)  # [B, 128, 28, 28]  resnet18.mspec:19
         relu_1 = F.relu(add, inplace=True)  # [B, 128, 28, 28]  resnet18.mspec:19
-        return relu_1
+        return relu_1  # resnet18.mspec:19
 
 
 class BasicBlock_2(nn.Module):
@@ -72,7 +72,7 @@ class BasicBlock_2(nn.Module):
         bn2 = self.bn2(conv2)  # [B, 128, 28, 28]  resnet18.mspec:12
         add = bn2.add_(x)  # [B, 128, 28, 28]  resnet18.mspec:19
         relu_1 = F.relu(add, inplace=True)  # [B, 128, 28, 28]  resnet18.mspec:19
-        return relu_1
+        return relu_1  # resnet18.mspec:19
 
 
 class BasicBlock_3(nn.Module):
@@ -97,7 +97,7 @@ class BasicBlock_3(nn.Module):
         down_bn = self.down_bn(down_conv)  # [B, 256, 14, 14]  resnet18.mspec:17
         add = bn2.add_(down_bn)  # [B, 256, 14, 14]  resnet18.mspec:19
         relu_1 = F.relu(add, inplace=True)  # [B, 256, 14, 14]  resnet18.mspec:19
-        return relu_1
+        return relu_1  # resnet18.mspec:19
 
 
 class BasicBlock_4(nn.Module):
@@ -118,7 +118,7 @@ class BasicBlock_4(nn.Module):
         bn2 = self.bn2(conv2)  # [B, 256, 14, 14]  resnet18.mspec:12
         add = bn2.add_(x)  # [B, 256, 14, 14]  resnet18.mspec:19
         relu_1 = F.relu(add, inplace=True)  # [B, 256, 14, 14]  resnet18.mspec:19
-        return relu_1
+        return relu_1  # resnet18.mspec:19
 
 
 class BasicBlock_5(nn.Module):
@@ -143,7 +143,7 @@ class BasicBlock_5(nn.Module):
         down_bn = self.down_bn(down_conv)  # [B, 512, 7, 7]  resnet18.mspec:17
         add = bn2.add_(down_bn)  # [B, 512, 7, 7]  resnet18.mspec:19
         relu_1 = F.relu(add, inplace=True)  # [B, 512, 7, 7]  resnet18.mspec:19
-        return relu_1
+        return relu_1  # resnet18.mspec:19
 
 
 class BasicBlock_6(nn.Module):
@@ -164,7 +164,7 @@ class BasicBlock_6(nn.Module):
         bn2 = self.bn2(conv2)  # [B, 512, 7, 7]  resnet18.mspec:12
         add = bn2.add_(x)  # [B, 512, 7, 7]  resnet18.mspec:19
         relu_1 = F.relu(add, inplace=True)  # [B, 512, 7, 7]  resnet18.mspec:19
-        return relu_1
+        return relu_1  # resnet18.mspec:19
 
 
 class ResNet18(nn.Module):
@@ -200,4 +200,4 @@ class ResNet18(nn.Module):
         adaptive_avgpool = F.adaptive_avg_pool2d(layer4_1, output_size=1)  # [B, 512, 1, 1]  resnet18.mspec:33
         flatten = adaptive_avgpool.flatten(1, -1)  # [B, 512]  resnet18.mspec:33
         fc = self.fc(flatten)  # [B, 1000]  resnet18.mspec:33
-        return fc
+        return fc  # resnet18.mspec:33

@@ -66,32 +66,32 @@ class SelfAttention(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.q = nn.Linear(512, 512)  # transformer.mspec:20
-        nn.init.normal_(self.q.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.q.bias)
-        self.k = nn.Linear(512, 512)  # transformer.mspec:21
-        nn.init.normal_(self.k.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.k.bias)
-        self.v = nn.Linear(512, 512)  # transformer.mspec:22
-        nn.init.normal_(self.v.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.v.bias)
-        self.attention = Attention(dropout=0.1)  # transformer.mspec:23
-        self.proj = nn.Linear(512, 512)  # transformer.mspec:24
-        nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.proj.bias)
+        self.q = nn.Linear(512, 512)  # std/transformer.mspec:20
+        nn.init.normal_(self.q.weight, std=0.02, mean=0.0)  # std/transformer.mspec:20
+        nn.init.zeros_(self.q.bias)  # std/transformer.mspec:20
+        self.k = nn.Linear(512, 512)  # std/transformer.mspec:21
+        nn.init.normal_(self.k.weight, std=0.02, mean=0.0)  # std/transformer.mspec:21
+        nn.init.zeros_(self.k.bias)  # std/transformer.mspec:21
+        self.v = nn.Linear(512, 512)  # std/transformer.mspec:22
+        nn.init.normal_(self.v.weight, std=0.02, mean=0.0)  # std/transformer.mspec:22
+        nn.init.zeros_(self.v.bias)  # std/transformer.mspec:22
+        self.attention = Attention(dropout=0.1)  # std/transformer.mspec:23
+        self.proj = nn.Linear(512, 512)  # std/transformer.mspec:24
+        nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)  # std/transformer.mspec:24
+        nn.init.zeros_(self.proj.bias)  # std/transformer.mspec:24
 
     def forward(self, x):
-        q = self.q(x)  # [B, S, 512]  transformer.mspec:20
-        split_heads = q.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  transformer.mspec:20
-        k = self.k(x)  # [B, S, 512]  transformer.mspec:21
-        split_heads_1 = k.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  transformer.mspec:21
-        v = self.v(x)  # [B, S, 512]  transformer.mspec:22
-        split_heads_2 = v.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  transformer.mspec:22
-        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 8, S, 64]  transformer.mspec:23
-        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, S, 512]  transformer.mspec:23
-        proj = self.proj(merge_heads)  # [B, S, 512]  transformer.mspec:24
-        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, S, 512]  transformer.mspec:24
-        return dropout
+        q = self.q(x)  # [B, S, 512]  std/transformer.mspec:20
+        split_heads = q.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  std/transformer.mspec:20
+        k = self.k(x)  # [B, S, 512]  std/transformer.mspec:21
+        split_heads_1 = k.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  std/transformer.mspec:21
+        v = self.v(x)  # [B, S, 512]  std/transformer.mspec:22
+        split_heads_2 = v.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  std/transformer.mspec:22
+        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 8, S, 64]  std/transformer.mspec:23
+        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, S, 512]  std/transformer.mspec:23
+        proj = self.proj(merge_heads)  # [B, S, 512]  std/transformer.mspec:24
+        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, S, 512]  std/transformer.mspec:24
+        return dropout  # std/transformer.mspec:24
 
 
 class FeedForward(nn.Module):
@@ -99,20 +99,20 @@ class FeedForward(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.fc = nn.Linear(512, 2048)  # transformer.mspec:50
-        nn.init.normal_(self.fc.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.fc.bias)
-        self.proj = nn.Linear(2048, 512)  # transformer.mspec:51
-        nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.proj.bias)
+        self.fc = nn.Linear(512, 2048)  # std/transformer.mspec:50
+        nn.init.normal_(self.fc.weight, std=0.02, mean=0.0)  # std/transformer.mspec:50
+        nn.init.zeros_(self.fc.bias)  # std/transformer.mspec:50
+        self.proj = nn.Linear(2048, 512)  # std/transformer.mspec:51
+        nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)  # std/transformer.mspec:51
+        nn.init.zeros_(self.proj.bias)  # std/transformer.mspec:51
 
     def forward(self, x):
-        fc = self.fc(x)  # [B, S, 2048]  transformer.mspec:50
-        relu = F.relu(fc, inplace=True)  # [B, S, 2048]  transformer.mspec:50
-        dropout = F.dropout(relu, p=0.1, training=self.training)  # [B, S, 2048]  transformer.mspec:50
-        proj = self.proj(dropout)  # [B, S, 512]  transformer.mspec:51
-        dropout_1 = F.dropout(proj, p=0.1, training=self.training)  # [B, S, 512]  transformer.mspec:51
-        return dropout_1
+        fc = self.fc(x)  # [B, S, 2048]  std/transformer.mspec:50
+        relu = F.relu(fc, inplace=True)  # [B, S, 2048]  std/transformer.mspec:50
+        dropout = F.dropout(relu, p=0.1, training=self.training)  # [B, S, 2048]  std/transformer.mspec:50
+        proj = self.proj(dropout)  # [B, S, 512]  std/transformer.mspec:51
+        dropout_1 = F.dropout(proj, p=0.1, training=self.training)  # [B, S, 512]  std/transformer.mspec:51
+        return dropout_1  # std/transformer.mspec:51
 
 
 class EncoderLayer(nn.Module):
@@ -132,7 +132,7 @@ class EncoderLayer(nn.Module):
         feed_forward = self.feed_forward(ln_1)  # [B, S, 512]  transformer.mspec:26
         add_1 = ln_1 + feed_forward  # [B, S, 512]  transformer.mspec:26
         ln_2 = self.ln_2(add_1)  # [B, S, 512]  transformer.mspec:26
-        return ln_2
+        return ln_2  # transformer.mspec:26
 
 
 class SelfAttention_1(nn.Module):
@@ -140,32 +140,32 @@ class SelfAttention_1(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.q = nn.Linear(512, 512)  # transformer.mspec:20
-        nn.init.normal_(self.q.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.q.bias)
-        self.k = nn.Linear(512, 512)  # transformer.mspec:21
-        nn.init.normal_(self.k.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.k.bias)
-        self.v = nn.Linear(512, 512)  # transformer.mspec:22
-        nn.init.normal_(self.v.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.v.bias)
-        self.attention = Attention(causal=True, dropout=0.1)  # transformer.mspec:23
-        self.proj = nn.Linear(512, 512)  # transformer.mspec:24
-        nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.proj.bias)
+        self.q = nn.Linear(512, 512)  # std/transformer.mspec:20
+        nn.init.normal_(self.q.weight, std=0.02, mean=0.0)  # std/transformer.mspec:20
+        nn.init.zeros_(self.q.bias)  # std/transformer.mspec:20
+        self.k = nn.Linear(512, 512)  # std/transformer.mspec:21
+        nn.init.normal_(self.k.weight, std=0.02, mean=0.0)  # std/transformer.mspec:21
+        nn.init.zeros_(self.k.bias)  # std/transformer.mspec:21
+        self.v = nn.Linear(512, 512)  # std/transformer.mspec:22
+        nn.init.normal_(self.v.weight, std=0.02, mean=0.0)  # std/transformer.mspec:22
+        nn.init.zeros_(self.v.bias)  # std/transformer.mspec:22
+        self.attention = Attention(causal=True, dropout=0.1)  # std/transformer.mspec:23
+        self.proj = nn.Linear(512, 512)  # std/transformer.mspec:24
+        nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)  # std/transformer.mspec:24
+        nn.init.zeros_(self.proj.bias)  # std/transformer.mspec:24
 
     def forward(self, x):
-        q = self.q(x)  # [B, T, 512]  transformer.mspec:20
-        split_heads = q.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, T, 64]  transformer.mspec:20
-        k = self.k(x)  # [B, T, 512]  transformer.mspec:21
-        split_heads_1 = k.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, T, 64]  transformer.mspec:21
-        v = self.v(x)  # [B, T, 512]  transformer.mspec:22
-        split_heads_2 = v.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, T, 64]  transformer.mspec:22
-        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 8, T, 64]  transformer.mspec:23
-        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 512]  transformer.mspec:23
-        proj = self.proj(merge_heads)  # [B, T, 512]  transformer.mspec:24
-        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 512]  transformer.mspec:24
-        return dropout
+        q = self.q(x)  # [B, T, 512]  std/transformer.mspec:20
+        split_heads = q.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, T, 64]  std/transformer.mspec:20
+        k = self.k(x)  # [B, T, 512]  std/transformer.mspec:21
+        split_heads_1 = k.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, T, 64]  std/transformer.mspec:21
+        v = self.v(x)  # [B, T, 512]  std/transformer.mspec:22
+        split_heads_2 = v.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, T, 64]  std/transformer.mspec:22
+        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 8, T, 64]  std/transformer.mspec:23
+        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 512]  std/transformer.mspec:23
+        proj = self.proj(merge_heads)  # [B, T, 512]  std/transformer.mspec:24
+        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 512]  std/transformer.mspec:24
+        return dropout  # std/transformer.mspec:24
 
 
 class CrossAttention(nn.Module):
@@ -173,32 +173,32 @@ class CrossAttention(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.q = nn.Linear(512, 512)  # transformer.mspec:33
-        nn.init.normal_(self.q.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.q.bias)
-        self.k = nn.Linear(512, 512)  # transformer.mspec:34
-        nn.init.normal_(self.k.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.k.bias)
-        self.v = nn.Linear(512, 512)  # transformer.mspec:35
-        nn.init.normal_(self.v.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.v.bias)
-        self.attention = Attention(dropout=0.1)  # transformer.mspec:36
-        self.proj = nn.Linear(512, 512)  # transformer.mspec:37
-        nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.proj.bias)
+        self.q = nn.Linear(512, 512)  # std/transformer.mspec:33
+        nn.init.normal_(self.q.weight, std=0.02, mean=0.0)  # std/transformer.mspec:33
+        nn.init.zeros_(self.q.bias)  # std/transformer.mspec:33
+        self.k = nn.Linear(512, 512)  # std/transformer.mspec:34
+        nn.init.normal_(self.k.weight, std=0.02, mean=0.0)  # std/transformer.mspec:34
+        nn.init.zeros_(self.k.bias)  # std/transformer.mspec:34
+        self.v = nn.Linear(512, 512)  # std/transformer.mspec:35
+        nn.init.normal_(self.v.weight, std=0.02, mean=0.0)  # std/transformer.mspec:35
+        nn.init.zeros_(self.v.bias)  # std/transformer.mspec:35
+        self.attention = Attention(dropout=0.1)  # std/transformer.mspec:36
+        self.proj = nn.Linear(512, 512)  # std/transformer.mspec:37
+        nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)  # std/transformer.mspec:37
+        nn.init.zeros_(self.proj.bias)  # std/transformer.mspec:37
 
     def forward(self, x, memory):
-        q = self.q(x)  # [B, T, 512]  transformer.mspec:33
-        split_heads = q.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, T, 64]  transformer.mspec:33
-        k = self.k(memory)  # [B, S, 512]  transformer.mspec:34
-        split_heads_1 = k.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  transformer.mspec:34
-        v = self.v(memory)  # [B, S, 512]  transformer.mspec:35
-        split_heads_2 = v.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  transformer.mspec:35
-        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 8, T, 64]  transformer.mspec:36
-        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 512]  transformer.mspec:36
-        proj = self.proj(merge_heads)  # [B, T, 512]  transformer.mspec:37
-        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 512]  transformer.mspec:37
-        return dropout
+        q = self.q(x)  # [B, T, 512]  std/transformer.mspec:33
+        split_heads = q.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, T, 64]  std/transformer.mspec:33
+        k = self.k(memory)  # [B, S, 512]  std/transformer.mspec:34
+        split_heads_1 = k.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  std/transformer.mspec:34
+        v = self.v(memory)  # [B, S, 512]  std/transformer.mspec:35
+        split_heads_2 = v.unflatten(-1, (8, -1)).transpose(1, 2)  # [B, 8, S, 64]  std/transformer.mspec:35
+        attention = self.attention(split_heads, split_heads_1, split_heads_2)  # [B, 8, T, 64]  std/transformer.mspec:36
+        merge_heads = attention.transpose(1, 2).flatten(2)  # [B, T, 512]  std/transformer.mspec:36
+        proj = self.proj(merge_heads)  # [B, T, 512]  std/transformer.mspec:37
+        dropout = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 512]  std/transformer.mspec:37
+        return dropout  # std/transformer.mspec:37
 
 
 class FeedForward_1(nn.Module):
@@ -206,20 +206,20 @@ class FeedForward_1(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.fc = nn.Linear(512, 2048)  # transformer.mspec:50
-        nn.init.normal_(self.fc.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.fc.bias)
-        self.proj = nn.Linear(2048, 512)  # transformer.mspec:51
-        nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)
-        nn.init.zeros_(self.proj.bias)
+        self.fc = nn.Linear(512, 2048)  # std/transformer.mspec:50
+        nn.init.normal_(self.fc.weight, std=0.02, mean=0.0)  # std/transformer.mspec:50
+        nn.init.zeros_(self.fc.bias)  # std/transformer.mspec:50
+        self.proj = nn.Linear(2048, 512)  # std/transformer.mspec:51
+        nn.init.normal_(self.proj.weight, std=0.02, mean=0.0)  # std/transformer.mspec:51
+        nn.init.zeros_(self.proj.bias)  # std/transformer.mspec:51
 
     def forward(self, x):
-        fc = self.fc(x)  # [B, T, 2048]  transformer.mspec:50
-        relu = F.relu(fc, inplace=True)  # [B, T, 2048]  transformer.mspec:50
-        dropout = F.dropout(relu, p=0.1, training=self.training)  # [B, T, 2048]  transformer.mspec:50
-        proj = self.proj(dropout)  # [B, T, 512]  transformer.mspec:51
-        dropout_1 = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 512]  transformer.mspec:51
-        return dropout_1
+        fc = self.fc(x)  # [B, T, 2048]  std/transformer.mspec:50
+        relu = F.relu(fc, inplace=True)  # [B, T, 2048]  std/transformer.mspec:50
+        dropout = F.dropout(relu, p=0.1, training=self.training)  # [B, T, 2048]  std/transformer.mspec:50
+        proj = self.proj(dropout)  # [B, T, 512]  std/transformer.mspec:51
+        dropout_1 = F.dropout(proj, p=0.1, training=self.training)  # [B, T, 512]  std/transformer.mspec:51
+        return dropout_1  # std/transformer.mspec:51
 
 
 class DecoderLayer(nn.Module):
@@ -244,7 +244,7 @@ class DecoderLayer(nn.Module):
         feed_forward = self.feed_forward(ln_2)  # [B, T, 512]  transformer.mspec:38
         add_2 = ln_2 + feed_forward  # [B, T, 512]  transformer.mspec:38
         ln_3 = self.ln_3(add_2)  # [B, T, 512]  transformer.mspec:38
-        return ln_3
+        return ln_3  # transformer.mspec:38
 
 
 class Transformer(nn.Module):
@@ -259,22 +259,22 @@ class Transformer(nn.Module):
         self.positional_encoding_1 = SinusoidalPositions(512, 512)  # transformer.mspec:31
         self.decoder = nn.ModuleList([DecoderLayer() for _ in range(6)])  # transformer.mspec:33
         self.generator = nn.Linear(512, 37000, bias=False)  # transformer.mspec:40
-        self.generator.weight = self.tgt_embed.weight  # tied
+        self.generator.weight = self.tgt_embed.weight  # tied  transformer.mspec:40
 
     def forward(self, source, target):
         src_embed = self.src_embed(source)  # [B, S, 512]  transformer.mspec:21
         mul = src_embed * 22.627416997969522  # [B, S, 512]  transformer.mspec:21
         positional_encoding = mul + self.positional_encoding.weight[:mul.size(-2)]  # [B, S, 512]  transformer.mspec:22
         dropout = F.dropout(positional_encoding, p=0.1, training=self.training)  # [B, S, 512]  transformer.mspec:23
-        src = dropout
+        src = dropout  # transformer.mspec:24
         for layer in self.encoder:  # transformer.mspec:24
-            src = layer(src)
+            src = layer(src)  # transformer.mspec:24
         tgt_embed = self.tgt_embed(target)  # [B, T, 512]  transformer.mspec:30
         mul_1 = tgt_embed * 22.627416997969522  # [B, T, 512]  transformer.mspec:30
         positional_encoding_1 = mul_1 + self.positional_encoding_1.weight[:mul_1.size(-2)]  # [B, T, 512]  transformer.mspec:31
         dropout_1 = F.dropout(positional_encoding_1, p=0.1, training=self.training)  # [B, T, 512]  transformer.mspec:32
-        tgt = dropout_1
+        tgt = dropout_1  # transformer.mspec:33
         for layer_1 in self.decoder:  # transformer.mspec:33
-            tgt = layer_1(tgt, src)
+            tgt = layer_1(tgt, src)  # transformer.mspec:33
         generator = self.generator(tgt)  # [B, T, 37000]  transformer.mspec:40
-        return generator
+        return generator  # transformer.mspec:40

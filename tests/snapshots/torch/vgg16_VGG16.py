@@ -18,7 +18,7 @@ class ConvLayer(nn.Module):
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 64, 224, 224]  vgg16.mspec:7
         relu = F.relu(conv2d, inplace=True)  # [B, 64, 224, 224]  vgg16.mspec:7
-        return relu
+        return relu  # vgg16.mspec:7
 
 
 class ConvLayer_1(nn.Module):
@@ -31,7 +31,7 @@ class ConvLayer_1(nn.Module):
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 64, 224, 224]  vgg16.mspec:7
         relu = F.relu(conv2d, inplace=True)  # [B, 64, 224, 224]  vgg16.mspec:7
-        return relu
+        return relu  # vgg16.mspec:7
 
 
 class ConvStage(nn.Module):
@@ -42,11 +42,11 @@ class ConvStage(nn.Module):
         self.conv = nn.ModuleList([ConvLayer(), ConvLayer_1()])  # vgg16.mspec:6
 
     def forward(self, x):
-        x_1 = x
+        x_1 = x  # vgg16.mspec:6
         for layer in self.conv:  # vgg16.mspec:6
-            x_1 = layer(x_1)
+            x_1 = layer(x_1)  # vgg16.mspec:6
         maxpool = F.max_pool2d(x_1, kernel_size=2)  # [B, 64, 112, 112]  vgg16.mspec:9
-        return maxpool
+        return maxpool  # vgg16.mspec:9
 
 
 class ConvLayer_2(nn.Module):
@@ -59,7 +59,7 @@ class ConvLayer_2(nn.Module):
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 128, 112, 112]  vgg16.mspec:7
         relu = F.relu(conv2d, inplace=True)  # [B, 128, 112, 112]  vgg16.mspec:7
-        return relu
+        return relu  # vgg16.mspec:7
 
 
 class ConvLayer_3(nn.Module):
@@ -72,7 +72,7 @@ class ConvLayer_3(nn.Module):
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 128, 112, 112]  vgg16.mspec:7
         relu = F.relu(conv2d, inplace=True)  # [B, 128, 112, 112]  vgg16.mspec:7
-        return relu
+        return relu  # vgg16.mspec:7
 
 
 class ConvStage_1(nn.Module):
@@ -83,11 +83,11 @@ class ConvStage_1(nn.Module):
         self.conv = nn.ModuleList([ConvLayer_2(), ConvLayer_3()])  # vgg16.mspec:6
 
     def forward(self, x):
-        x_1 = x
+        x_1 = x  # vgg16.mspec:6
         for layer in self.conv:  # vgg16.mspec:6
-            x_1 = layer(x_1)
+            x_1 = layer(x_1)  # vgg16.mspec:6
         maxpool = F.max_pool2d(x_1, kernel_size=2)  # [B, 128, 56, 56]  vgg16.mspec:9
-        return maxpool
+        return maxpool  # vgg16.mspec:9
 
 
 class ConvLayer_4(nn.Module):
@@ -100,7 +100,7 @@ class ConvLayer_4(nn.Module):
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 256, 56, 56]  vgg16.mspec:7
         relu = F.relu(conv2d, inplace=True)  # [B, 256, 56, 56]  vgg16.mspec:7
-        return relu
+        return relu  # vgg16.mspec:7
 
 
 class ConvLayer_5(nn.Module):
@@ -113,7 +113,7 @@ class ConvLayer_5(nn.Module):
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 256, 56, 56]  vgg16.mspec:7
         relu = F.relu(conv2d, inplace=True)  # [B, 256, 56, 56]  vgg16.mspec:7
-        return relu
+        return relu  # vgg16.mspec:7
 
 
 class ConvStage_2(nn.Module):
@@ -124,11 +124,11 @@ class ConvStage_2(nn.Module):
         self.conv = nn.ModuleList([ConvLayer_4(), *(ConvLayer_5() for _ in range(2))])  # vgg16.mspec:6
 
     def forward(self, x):
-        x_1 = x
+        x_1 = x  # vgg16.mspec:6
         for layer in self.conv:  # vgg16.mspec:6
-            x_1 = layer(x_1)
+            x_1 = layer(x_1)  # vgg16.mspec:6
         maxpool = F.max_pool2d(x_1, kernel_size=2)  # [B, 256, 28, 28]  vgg16.mspec:9
-        return maxpool
+        return maxpool  # vgg16.mspec:9
 
 
 class ConvLayer_6(nn.Module):
@@ -141,7 +141,7 @@ class ConvLayer_6(nn.Module):
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 512, 28, 28]  vgg16.mspec:7
         relu = F.relu(conv2d, inplace=True)  # [B, 512, 28, 28]  vgg16.mspec:7
-        return relu
+        return relu  # vgg16.mspec:7
 
 
 class ConvLayer_7(nn.Module):
@@ -154,7 +154,7 @@ class ConvLayer_7(nn.Module):
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 512, 28, 28]  vgg16.mspec:7
         relu = F.relu(conv2d, inplace=True)  # [B, 512, 28, 28]  vgg16.mspec:7
-        return relu
+        return relu  # vgg16.mspec:7
 
 
 class ConvStage_3(nn.Module):
@@ -165,11 +165,11 @@ class ConvStage_3(nn.Module):
         self.conv = nn.ModuleList([ConvLayer_6(), *(ConvLayer_7() for _ in range(2))])  # vgg16.mspec:6
 
     def forward(self, x):
-        x_1 = x
+        x_1 = x  # vgg16.mspec:6
         for layer in self.conv:  # vgg16.mspec:6
-            x_1 = layer(x_1)
+            x_1 = layer(x_1)  # vgg16.mspec:6
         maxpool = F.max_pool2d(x_1, kernel_size=2)  # [B, 512, 14, 14]  vgg16.mspec:9
-        return maxpool
+        return maxpool  # vgg16.mspec:9
 
 
 class ConvLayer_8(nn.Module):
@@ -182,7 +182,7 @@ class ConvLayer_8(nn.Module):
     def forward(self, x):
         conv2d = self.conv2d(x)  # [B, 512, 14, 14]  vgg16.mspec:7
         relu = F.relu(conv2d, inplace=True)  # [B, 512, 14, 14]  vgg16.mspec:7
-        return relu
+        return relu  # vgg16.mspec:7
 
 
 class ConvStage_4(nn.Module):
@@ -193,11 +193,11 @@ class ConvStage_4(nn.Module):
         self.conv = nn.ModuleList([ConvLayer_8() for _ in range(3)])  # vgg16.mspec:6
 
     def forward(self, x):
-        x_1 = x
+        x_1 = x  # vgg16.mspec:6
         for layer in self.conv:  # vgg16.mspec:6
-            x_1 = layer(x_1)
+            x_1 = layer(x_1)  # vgg16.mspec:6
         maxpool = F.max_pool2d(x_1, kernel_size=2)  # [B, 512, 7, 7]  vgg16.mspec:9
-        return maxpool
+        return maxpool  # vgg16.mspec:9
 
 
 class VGG16(nn.Module):
@@ -229,4 +229,4 @@ class VGG16(nn.Module):
         relu_1 = F.relu(fc2, inplace=True)  # [B, 4096]  vgg16.mspec:27
         dropout_1 = F.dropout(relu_1, p=0.5, training=self.training)  # [B, 4096]  vgg16.mspec:28
         fc3 = self.fc3(dropout_1)  # [B, 1000]  vgg16.mspec:29
-        return fc3
+        return fc3  # vgg16.mspec:29
