@@ -89,7 +89,13 @@ def backend(name: str):
 
         known = sorted(registry().backends)
         hint = registry().hint(backend=name) or suggestion(name, known) or "backends: " + ", ".join(known)
-        raise ValueError(f"no backend named {name!r} ({hint})")
+        message = f"no backend named {name!r} ({hint})"
+        # A plugin that failed to load, or whose `mspec_backends` broke, may be the one that provides it.
+        broken = [str(p) for p in registry().problems if p.may_hide_a_backend]
+        if broken:
+            message += "; a plugin problem may be why: " + "; ".join(broken[:3])
+            message += f" (and {len(broken) - 3} more)" if len(broken) > 3 else ""
+        raise ValueError(message)
     return found
 
 

@@ -32,8 +32,10 @@ def mspec_ops() -> list:
 @hookspec
 def mspec_train_components() -> list:
     """Return `modelspec.train.components.Component` instances: optimizers,
-    schedules, losses, metrics and datasets, each with the pydantic model of
-    its arguments (what `mspec check` validates a `train` setting against)."""
+    schedules, losses, metrics, datasets, regularizers and distributed
+    strategies, each with the pydantic model of its arguments (what `mspec
+    check` validates a `train` setting against) and, but for distributed
+    strategies, its runtime `build` (see `modelspec.train.builders`)."""
 
 
 # ---- backends: IR -> something that runs ------------------------------------------

@@ -66,6 +66,12 @@ KNOWN_PROVIDERS = {
 class PluginProblem:
     plugin: str
     message: str
+    hook: str | None = None  # the hook whose result was wrong; None: the plugin did not load
+
+    @property
+    def may_hide_a_backend(self) -> bool:
+        """Whether this problem could be why a backend is missing."""
+        return self.hook in (None, "mspec_backends")
 
     def __str__(self) -> str:
         return f"plugin `{self.plugin}`: {self.message}"
@@ -209,16 +215,40 @@ class PluginManager:
     what the compiler reads, rebuilt after every change.
     """
 
-    def __init__(self, *, entry_points: bool = True, allow: Collection[str] | None = None, use_environment=True):
+    def __init__(
+        self,
+        *,
+        entry_points: bool = True,
+        allow: Collection[str] | None = None,
+        use_environment=True,
+        left_out: str | None = None,
+    ):
+        """`left_out`: why a plugin that `allow` leaves out is not loaded, as
+        `mspec plugins` and E0104 say it (`mspec --no-plugins` gives its own)."""
         self.hooks = pluggy.PluginManager(hookspec.PROJECT)
         self.hooks.add_hookspecs(hookspec)
         self.info: dict[str, PluginInfo] = {}
         self.problems: list[PluginProblem] = []
         self._registry: Registry | None = None
+        from modelspec import __version__
+
         for module_name in BUILTIN_PLUGINS:
-            self._register(importlib.import_module(module_name), module_name, PluginInfo(module_name, "built-in"))
+            module = importlib.import_module(module_name)
+            info = PluginInfo(
+                module_name,
+                "built-in",
+                distribution=BUILTIN_DISTRIBUTION,
+                version=__version__,
+                target=module_name,
+                location=getattr(module, "__file__", None),
+            )
+            self._register(module, module_name, info)
+        if left_out is None:
+            left_out = "not in the allowlist given to the PluginManager (`allow`)"
         if use_environment and allow is None:
             allow = allowlist_from_environment()
+            left_out = f"not listed in {ALLOWLIST_VARIABLE}"
+        self._left_out = left_out
         if entry_points:
             self.load_entry_points(allow)
 
@@ -231,9 +261,17 @@ class PluginManager:
         load; others only when `allow` is None or names them.
         """
         allowed = None if allow is None else {_normalise(a) for a in allow}
-        for entry in sorted(_entry_points(), key=lambda e: (e.dist.name if e.dist else "", e.name)):
+
+        def distribution(entry) -> str:
+            return entry.dist.name if entry.dist else ""
+
+        def is_builtin(entry) -> bool:
+            return _normalise(distribution(entry)) == BUILTIN_DISTRIBUTION
+
+        # modelspec's own entry points first: no installed package can take a built-in's name.
+        for entry in sorted(_entry_points(), key=lambda e: (not is_builtin(e), distribution(e), e.name)):
             dist = entry.dist.name if entry.dist else None
-            builtin = dist is not None and _normalise(dist) == BUILTIN_DISTRIBUTION
+            builtin = is_builtin(entry)
             info = PluginInfo(
                 entry.name,
                 "built-in" if builtin else "entry point",
@@ -241,21 +279,26 @@ class PluginManager:
                 version=entry.dist.version if entry.dist else None,
                 target=entry.value,
             )
+            listed = allowed is None or {_normalise(entry.name), _normalise(dist or "")} & allowed
+            if not builtin and not listed:
+                # Left out by the allowlist: it loads nothing, so it cannot clash with anything.
+                if entry.name not in self.info:
+                    info.loaded, info.reason = False, f"not loaded: {self._left_out}"
+                    self.info[entry.name] = info
+                continue
             if entry.name in self.info:
                 first = self.info[entry.name]
                 if (first.distribution, first.target) == (dist, entry.value):
                     continue  # the same distribution found twice on sys.path
+                owner = first.distribution or first.origin
+                if first.builtin:
+                    owner = f"modelspec's built-in `{first.target or first.name}`"
                 self.problems.append(
                     PluginProblem(
                         entry.name,
-                        f"the name is taken by {first.distribution or first.origin}; "
-                        f"{dist}'s entry point `{entry.value}` was not loaded",
+                        f"the name is taken by {owner}; {dist}'s entry point `{entry.value}` was not loaded",
                     )
                 )
-                continue
-            if not builtin and allowed is not None and not ({_normalise(entry.name), _normalise(dist or "")} & allowed):
-                info.loaded, info.reason = False, f"not loaded: not listed in {ALLOWLIST_VARIABLE}"
-                self.info[entry.name] = info
                 continue
             try:
                 plugin = entry.load()
@@ -277,12 +320,37 @@ class PluginManager:
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register a plugin object (a module, class or instance with hook
         implementations) at run time; returns its name. Raises PluginError
-        when its hook implementations do not fit the hook specifications."""
+        when its hook implementations do not fit the hook specifications, or
+        when a name it registers (an op, a component...) is already taken."""
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
         if name in self.info:
             raise PluginError(f"a plugin named `{name}` is already registered ({self.info[name].origin})")
         self._register(plugin, name, PluginInfo(name, "registered at run time", target=repr(plugin)))
+        taken = self._taken(name)
+        if taken:
+            # At run time the caller is there to hear it: refuse rather than record a problem.
+            self.unregister(name)
+            raise PluginError(f"the plugin `{name}` cannot be registered: {'; '.join(taken)}")
         return name
+
+    def _taken(self, name: str) -> list[str]:
+        """The names plugin `name` registers that another plugin, registered before it, holds."""
+        current = self.registry
+        taken = []
+        for hook_name, _, owners, key_of, what, valid, _ in HOOK_TABLES:
+            impls = [i for i in getattr(self.hooks.hook, hook_name).get_hookimpls() if i.plugin_name == name]
+            for impl in impls:  # none: a lazily collected table (backends) is not collected for nothing
+                try:
+                    items = impl.function()
+                except Exception:
+                    continue  # the registry reports it as this plugin's problem
+                for item in items if isinstance(items, list | tuple) else ():
+                    owner = getattr(current, owners).get(key_of(item)) if valid(item) else None
+                    if owner is not None and owner != name:
+                        key = key_of(item)
+                        shown = key if isinstance(key, str) else " ".join(key)
+                        taken.append(f"{what} `{shown}` is already registered by `{owner}`")
+        return taken
 
     def unregister(self, name: str) -> None:
         plugin = self.hooks.get_plugin(name)
@@ -406,26 +474,30 @@ def _collect(hook, registry: Registry, table: dict, owners: dict, key_of, what: 
         try:
             items = impl.function()
         except Exception as exc:
-            registry.problems.append(PluginProblem(owner, f"`{hook.name}` raised {type(exc).__name__}: {exc}"))
+            registry.problems.append(
+                PluginProblem(owner, f"`{hook.name}` raised {type(exc).__name__}: {exc}", hook.name)
+            )
             continue
         if items is None:
             continue
         if not isinstance(items, list | tuple):
             registry.problems.append(
-                PluginProblem(owner, f"`{hook.name}` must return a list, not {type(items).__name__}")
+                PluginProblem(owner, f"`{hook.name}` must return a list, not {type(items).__name__}", hook.name)
             )
             continue
         for item in items:
             if not valid(item):
                 registry.problems.append(
-                    PluginProblem(owner, f"`{hook.name}` returned {item!r:.80}, which is not {expected}; ignored")
+                    PluginProblem(
+                        owner, f"`{hook.name}` returned {item!r:.80}, which is not {expected}; ignored", hook.name
+                    )
                 )
                 continue
             key = key_of(item)
             if key in table:
                 shown = key if isinstance(key, str) else " ".join(key)
                 taken = f"{what} `{shown}` is already registered by `{owners[key]}`; this one is ignored"
-                registry.problems.append(PluginProblem(owner, taken))
+                registry.problems.append(PluginProblem(owner, taken, hook.name))
                 continue
             table[key] = item
             owners[key] = owner
@@ -437,13 +509,13 @@ _default: PluginManager | None = None
 _default_options: dict = {}
 
 
-def configure(*, entry_points: bool = True, allow: Collection[str] | None = None) -> None:
+def configure(*, entry_points: bool = True, allow: Collection[str] | None = None, left_out: str | None = None) -> None:
     """Set how the process-wide manager loads plugins (`mspec --no-plugins`
-    calls `configure(entry_points=False)`); takes effect on next use."""
+    calls `configure(allow=(), left_out=...)`); takes effect on next use."""
     global _default
     _default = None
     _default_options.clear()
-    _default_options.update(entry_points=entry_points, allow=allow)
+    _default_options.update(entry_points=entry_points, allow=allow, left_out=left_out)
 
 
 def plugin_manager() -> PluginManager:

@@ -24,6 +24,8 @@ from modelspec.cli.train import train_command
 
 # Subcommands that read the plugin registry: they warn about plugins that failed to load.
 USES_PLUGINS = {"check", "compile", "summary", "graph", "generate", "train", "ops"}
+# Those that also read backends or lowerings: they warn about those hooks' problems too.
+USES_BACKENDS = {"compile", "generate", "train", "ops"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,9 +41,9 @@ def cli(ctx: click.Context, no_plugins: bool) -> None:
     from modelspec import plugins
 
     if no_plugins:
-        plugins.configure(entry_points=True, allow=())
+        plugins.configure(entry_points=True, allow=(), left_out="third-party plugins are off (`--no-plugins`)")
     if ctx.invoked_subcommand in USES_PLUGINS:
-        warn_about_plugins()
+        warn_about_plugins(backends=ctx.invoked_subcommand in USES_BACKENDS)
 
 
 cli.add_command(check_command)

@@ -31,8 +31,9 @@ def plugin_contents(registry, plugin: str) -> dict[str, list[str]]:
 
 def describe_origin(info) -> str:
     import modelspec
+    from modelspec.plugins import BUILTIN_PLUGINS
 
-    if info.origin == "built-in" and not info.distribution:
+    if info.builtin and info.name in BUILTIN_PLUGINS:
         return f"built-in module (modelspec {modelspec.__version__})"
     if info.distribution:
         where = f"{info.distribution} {info.version or ''}".strip()

@@ -1,9 +1,9 @@
 """The runtime of train components: optimizers, schedules, losses, metrics
-and regularizers as torch objects.
+and regularizers as torch objects (datasets: `modelspec.train.data`).
 
 Imported only when training starts (it imports torch); `mspec check` reads
 the components' descriptions in `modelspec.train.components` and never comes
-here. Each `make_*` function looks the component up in the registry and calls
+here. Each `make_*` function (and `make_data`) looks the component up in the registry and calls
 its `build` ("module:function", imported on first use), so a plugin's
 component is built exactly like a built-in one. What a `build` function
 receives and returns, per kind:
@@ -16,6 +16,24 @@ receives and returns, per kind:
                  where it needs no tensor op (every element counted)
     metric       build(args, loss: Loss | None) -> Metric
     regularizer  build(args) -> (module) -> scalar Tensor
+    dataset      build(args, inputs, seed, *, base, bounds) -> DataBundle
+                 (`modelspec.train.data`; called by `make_data` there)
+                 inputs: {name: TensorType}, the model's inputs, batch dimension first
+                 seed:   the run's seed: split and sample with it, so that a run
+                         and its resumption see the same data
+                 base:   the folder relative paths are resolved against (the
+                         spec's folder), or None
+                 bounds: {symbol: int}, the largest size the model's `assert`s
+                         allow each symbolic input size (`T`)
+                 The bundle's `train` and `val` (None: nothing validates) are
+                 datasets whose items are dicts of tensors without the batch
+                 dimension, under `fields`: every model input's name and every
+                 field of the component's `fields` (`label`). `tensor_bundle`
+                 makes one from tensors over all samples. The batches are cut
+                 by `make_loaders` from `args.batch`, `args.shuffle` and
+                 `args.workers` (defaults 32, true, 0). A mistake in the data
+                 raises `DataError` with a message naming the file or value;
+                 anything else a plugin's build raises is reported as its fault.
 
 `args` is the component's `Args` model with every default filled in.
 
@@ -372,7 +390,7 @@ class CrossEntropy(Criterion):
         if target.is_floating_point():
             raise ValueError(f"`cross_entropy`: class indices must be integers, got {target.dtype}")
         if prediction.dim() == 2:  # [N, C] against [N] already (a view op per step costs more than the check)
-            return prediction, target.long()
+            return prediction, target if target.dtype == torch.int64 else target.long()
         return prediction.reshape(-1, classes), target.reshape(-1).long()
 
     def __call__(self, prediction, target):

@@ -194,9 +194,9 @@ class AdagradArgs(OptimizerArgs):
     no_decay: Words = Field(default_factory=list)
 
 
-def _runtime(kind: str, name: str) -> str:
-    """The built-in runtime of a component: `<name>_<kind>` in the builders."""
-    return f"modelspec.train.builders:{name}_{kind}"
+def _runtime(kind: str, name: str, module: str = "builders") -> str:
+    """The built-in runtime of a component: `<name>_<kind>` in `modelspec.train.<module>`."""
+    return f"modelspec.train.{module}:{name}_{kind}"
 
 
 def _optimizer(name: str, args: type[ComponentArgs], summary: str, state: Callable[[Any], int]) -> Component:
@@ -434,31 +434,28 @@ class TextArgs(ComponentArgs):
 
 LABEL = ("label",)
 
+
+def _dataset(name: str, args: type[ComponentArgs], summary: str, **more) -> Component:
+    # datasets read files and import numpy: their runtimes live with the loaders in data.py
+    return Component("dataset", name, args, summary, build=_runtime("dataset", name, "data"), **more)
+
+
 DATASETS = [
-    Component("dataset", "digits", DigitsArgs, "the 8x8 handwritten digits bundled with scikit-learn", fields=LABEL),
-    Component("dataset", "synthetic", SyntheticArgs, "random tensors shaped like the model's inputs", fields=LABEL),
-    Component("dataset", "npz", NpzArgs, "arrays `x` and `y` of a .npz file", positional=("path",), fields=LABEL),
-    Component(
-        "dataset",
+    _dataset("digits", DigitsArgs, "the 8x8 handwritten digits bundled with scikit-learn", fields=LABEL),
+    _dataset("synthetic", SyntheticArgs, "random tensors shaped like the model's inputs", fields=LABEL),
+    _dataset("npz", NpzArgs, "arrays `x` and `y` of a .npz file", positional=("path",), fields=LABEL),
+    _dataset(
         "npy",
         NpyArgs,
         "inputs and (optionally) labels in .npy files",
         positional=("x_path", "y_path"),
         fields=lambda a: LABEL if a.y_path is not None else (),
     ),
-    Component(
-        "dataset", "csv", CsvArgs, "rows of a CSV file; one column is the label", positional=("path",), fields=LABEL
+    _dataset("csv", CsvArgs, "rows of a CSV file; one column is the label", positional=("path",), fields=LABEL),
+    _dataset(
+        "image_folder", ImageFolderArgs, "images in one folder per class", positional=("path", "size"), fields=LABEL
     ),
-    Component(
-        "dataset",
-        "image_folder",
-        ImageFolderArgs,
-        "images in one folder per class",
-        positional=("path", "size"),
-        fields=LABEL,
-    ),
-    Component(
-        "dataset",
+    _dataset(
         "text",
         TextArgs,
         "a text file cut into blocks; `target` is `tokens` shifted by one",

@@ -3,13 +3,16 @@
     bundle = make_data(spec.data, model.graph.inputs, seed, base=spec_folder, bounds=input_bounds(model.graph))
     train, val = make_loaders(bundle, spec.data.parsed(), seed, epoch=3, skip_batches=120)
 
-`make_data` reads a dataset (digits, synthetic, npz, npy, csv, image_folder,
-text) into tensors, checks them against the model's inputs, and splits them
-into a training and a validation set (a seeded permutation; `split` is the
-training share). Every item is a dict of tensors without the batch
-dimension: the model's inputs under their names, plus the dataset's fields
-(`label`; for text `tokens` and `target`). A dataset with one input feeds a
-single-input model whatever that input is called.
+`make_data` looks the dataset up in the plugin registry and calls its
+component's `build` (the contract is in `modelspec.train.builders`), so a
+plugin's dataset loads exactly like the built-in ones, whose builds are here
+(`digits_dataset`, ... `text_dataset`): they read the data into tensors, check
+them against the model's inputs, and split them into a training and a
+validation set (a seeded permutation; `split` is the training share).
+Every item is a dict of tensors without the batch dimension: the model's
+inputs under their names, plus the dataset's fields (`label`; for text
+`tokens` and `target`). A dataset with one input feeds a single-input model
+whatever that input is called.
 
 Every mistake (a missing file, a wrong format, a label column that does not
 exist, data that does not fit the model's input, an empty dataset) is a
@@ -646,17 +649,7 @@ def _file_tokenizer(kind: str, written: str, base: Path | None):
         raise DataError(f"text: {exc}") from None
 
 
-_READERS = {
-    "digits": _digits,
-    "synthetic": _synthetic,
-    "npz": _npz,
-    "npy": _npy,
-    "csv": _csv,
-    "image_folder": _image_folder,
-}
-
-
-# ---- make_data ----------------------------------------------------------------------
+# ---- the built-in datasets' runtimes (each component's `build`) ---------------------
 
 
 def _split(n: int, share: float, seed: int, dataset: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -688,6 +681,90 @@ def _scale(raw: _Raw, train: torch.Tensor, info: dict) -> None:
         info["normalize"] = {"mean": mean, "std": std}
 
 
+def _raw_bundle(raw: _Raw, split: float, seed: int, dataset: str) -> DataBundle:
+    """Tensors over all samples, split by a seeded permutation (and scaled, for images)."""
+    clash = set(raw.inputs) & set(raw.fields)
+    if clash:
+        raise DataError(f"the model's input `{clash.pop()}` has the name of a field of dataset `{dataset}`")
+    tensors = {**raw.inputs, **raw.fields}
+    n = len(next(iter(tensors.values()))) if tensors else 0
+    train_idx, val_idx = _split(n, split, seed, dataset)
+    info: dict[str, Any] = {"dataset": dataset, "source": raw.source, "samples": n}
+    _scale(raw, train_idx, info)
+    if raw.classes is not None:
+        info["classes"] = raw.classes
+    try:
+        full = TensorItems({**raw.inputs, **raw.fields})
+    except ValueError as exc:
+        raise DataError(f"dataset `{dataset}`: {exc}") from None
+    train = full.subset(train_idx)
+    val = full.subset(val_idx) if val_idx is not None else None
+    shapes = {k: list(t.shape[1:]) for k, t in full.tensors.items()}
+    info.update(train=len(train), val=len(val) if val is not None else 0, shapes=shapes)
+    return DataBundle(train, val, tuple(full.tensors), None, info)
+
+
+def tensor_bundle(
+    inputs: Mapping[str, torch.Tensor],
+    fields: Mapping[str, torch.Tensor],
+    *,
+    split: float,
+    seed: int,
+    dataset: str,
+    source: str = "",
+    classes: list | None = None,
+) -> DataBundle:
+    """A DataBundle of tensors over all samples (first dimension: the sample), split into a
+    training share `split` and validation by a permutation seeded with `seed`: what a
+    dataset's `build` returns when its data fits in memory. `inputs` are keyed by the
+    model's input names, `fields` by the names a loss references (`label`)."""
+    return _raw_bundle(_Raw(dict(inputs), dict(fields), source, classes), split, seed, dataset)
+
+
+def _from_reader(reader, dataset: str):
+    """The `build` of a dataset whose reader gives tensors over all samples."""
+
+    def build(args, inputs, seed, *, base=None, bounds=None) -> DataBundle:
+        return _raw_bundle(reader(args, inputs, base, seed, dict(bounds or {})), args.split, seed, dataset)
+
+    build.__name__ = build.__qualname__ = f"{dataset}_dataset"
+    return build
+
+
+digits_dataset = _from_reader(_digits, "digits")
+synthetic_dataset = _from_reader(_synthetic, "synthetic")
+npz_dataset = _from_reader(_npz, "npz")
+npy_dataset = _from_reader(_npy, "npy")
+csv_dataset = _from_reader(_csv, "csv")
+image_folder_dataset = _from_reader(_image_folder, "image_folder")
+
+TEXT_FIELDS = ("tokens",)  # what a text item holds besides the model's input and `target`
+
+
+def text_dataset(args, inputs, seed, *, base=None, bounds=None) -> DataBundle:
+    """Blocks of `block` tokens; `target` is each block shifted by one token."""
+    raw, tokenizer, tokens, name = _text(args, inputs, base, seed, dict(bounds or {}))
+    starts = torch.arange(0, len(tokens) - args.block, args.block)
+    names = tuple(dict.fromkeys((name, *TEXT_FIELDS)))
+    full = TextBlocks(tokens, starts, args.block, names)
+    fields = (*names, "target")
+    train_idx, val_idx = _split(len(full), args.split, seed, "text")
+    train = full.subset(train_idx)
+    val = full.subset(val_idx) if val_idx is not None else None
+    info = {
+        "dataset": "text",
+        "source": raw.source,
+        "samples": len(full),
+        "train": len(train),
+        "val": len(val) if val is not None else 0,
+        "shapes": {k: [args.block] for k in fields},
+    }
+    return DataBundle(train, val, fields, tokenizer, info)
+
+
+# ---- make_data ----------------------------------------------------------------------
+
+
 def make_data(
     spec: ComponentSpec,
     inputs: Mapping[str, TensorType | str],
@@ -700,53 +777,67 @@ def make_data(
     """Read the dataset `spec` for a model with `inputs` (name -> type, or type
     text) into memory and split it; a DataError for any mistake.
 
-    `base`: the folder relative paths are resolved against (the spec file's
-    folder; a file means its folder). `bounds`: the largest values of symbolic
-    input sizes (`input_bounds(graph)`): synthetic data uses them as sizes, and
-    text checks `block` against them."""
+    The dataset is the component of `registry` (None: the process-wide one)
+    and is read by its `build` (see `modelspec.train.builders` for what it
+    receives), built-in or a plugin's alike. `base`: the folder relative paths
+    are resolved against (the spec file's folder; a file means its folder).
+    `bounds`: the largest values of symbolic input sizes (`input_bounds(graph)`):
+    synthetic data uses them as sizes, and text checks `block` against them."""
+    from modelspec.train.builders import runtime
+
     if spec.kind != "dataset":
         raise DataError(f"`{spec.name}` is {spec.kind}, not a dataset")
-    args = spec.parsed(registry)
+    if registry is None:
+        from modelspec.plugins import registry as process_registry
+
+        registry = process_registry()
+    component = registry.component("dataset", spec.name)
+    if component is None:
+        raise DataError(f"no dataset `{spec.name}` is registered: `mspec plugins` lists the plugins and what they add")
+    owner = registry.component_owner.get(("dataset", spec.name))
+    plugin = owner is not None and not registry.is_builtin(owner)
+    who = f"dataset `{spec.name}`" + (f" of the plugin {registry.describe(owner)}" if plugin else "")
+    args = component.parse(spec.args)
     types = {name: tensor_type(t) for name, t in inputs.items()}
-    bounds = dict(bounds or {})
-    base = Path(base) if base is not None else None
-    drop_last = any([_check_batch_dim(name, t, args.batch) for name, t in types.items()])
-    component_fields = spec.component(registry).data_fields(args)
-    tokenizer = None
-    if spec.name == "text":
-        raw, tokenizer, tokens, name = _text(args, types, base, seed, bounds)
-        starts = torch.arange(0, len(tokens) - args.block, args.block)
-        names = tuple(dict.fromkeys((name, *[f for f in component_fields if f != "target"])))
-        full: Dataset = TextBlocks(tokens, starts, args.block, names)
-        fields = (*names, "target")
-        shapes = {k: [args.block] for k in fields}
-    elif spec.name in _READERS:
-        raw = _READERS[spec.name](args, types, base, seed, bounds)
-        clash = set(raw.inputs) & set(raw.fields)
-        if clash:
-            raise DataError(f"the model's input `{clash.pop()}` has the name of a field of dataset `{spec.name}`")
-        full = None
-        fields = (*raw.inputs, *raw.fields)
-        shapes = {k: list(t.shape[1:]) for k, t in {**raw.inputs, **raw.fields}.items()}
-    else:
-        raise DataError(f"dataset `{spec.name}` has no runtime: it cannot be loaded by `mspec train`")
-    n = len(full) if full is not None else len(next(iter(raw.inputs.values())))
-    train_idx, val_idx = _split(n, args.split, seed, spec.name)
-    info: dict[str, Any] = {"dataset": spec.name, "source": raw.source, "samples": n}
-    if full is None:
-        _scale(raw, train_idx, info)
-        full = TensorItems({**raw.inputs, **raw.fields})
-    if raw.classes is not None:
-        info["classes"] = raw.classes
-    train = full.subset(train_idx)
-    val = full.subset(val_idx) if val_idx is not None else None
-    info.update(train=len(train), val=len(val) if val is not None else 0, shapes=shapes)
-    if drop_last and len(train) < args.batch:
+    batch = _arg(args, "batch", 32)
+    drop_last = any([_check_batch_dim(name, t, batch) for name, t in types.items()])
+    try:
+        build = runtime(component)
+    except NotImplementedError:
         raise DataError(
-            f"the model's batch dimension is fixed at {args.batch}, "
-            f"but the training split has only {len(train)} samples"
+            f"{who} has no runtime: its component sets no `build`, so `mspec train` cannot load it"
+        ) from None
+    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        raise DataError(
+            f"{who}: its `build` {component.build!r} cannot be used ({type(exc).__name__}: {exc})"
+        ) from None
+    base = Path(base) if base is not None else None
+    try:
+        bundle = build(args, types, seed, base=base, bounds=dict(bounds or {}))
+    except DataError:
+        raise
+    except Exception as exc:
+        if not plugin:
+            raise
+        # A plugin's code broke: say whose, as for a plugin op's shape rule.
+        raise DataError(
+            f"{who} failed while loading: {type(exc).__name__}: {exc} "
+            f"(a fault in the plugin `{owner}`, not in the spec)"
+        ) from None
+    if not isinstance(bundle, DataBundle):
+        raise DataError(f"{who}: its `build` returned {bundle!r:.60}, not a `DataBundle`")
+    missing = [k for k in (*types, *component.data_fields(args)) if k not in bundle.fields]
+    if missing:
+        listed = ", ".join(f"`{k}`" for k in missing)
+        raise DataError(f"{who} gives no {listed}: its items hold {', '.join(bundle.fields) or 'nothing'}")
+    bundle.info.setdefault("dataset", spec.name)
+    bundle.drop_last = bundle.drop_last or drop_last
+    if bundle.drop_last and len(bundle.train) < batch:
+        raise DataError(
+            f"the model's batch dimension is fixed at {batch}, "
+            f"but the training split has only {len(bundle.train)} samples"
         )
-    return DataBundle(train, val, tuple(fields), tokenizer, info, drop_last)
+    return bundle
 
 
 def check_vocabulary(bundle: DataBundle, size: int, where: str = "the model's embedding") -> None:

@@ -77,6 +77,53 @@ def test_registering_twice_or_with_a_wrong_signature_raises_naming_it(fresh_mana
     assert "wrong" not in plugins.registry().info
 
 
+class Relu(OpSpec):
+    name = "relu"
+
+    def infer(self, inputs, args):
+        return inputs[0]
+
+
+class TakesRelu:
+    @hookimpl
+    def mspec_ops(self):
+        return [Scale(), Relu()]
+
+
+class TakesAdam:
+    @hookimpl
+    def mspec_train_components(self):
+        from modelspec.train.components import Component
+
+        return [Component("optimizer", "adam")]
+
+
+class TakesTorchLowering:
+    @hookimpl
+    def mspec_lowerings(self):
+        from modelspec_torch.lowerings import LOWERINGS
+
+        return [LOWERINGS[0]]
+
+
+@pytest.mark.parametrize(
+    ("plugin", "taken"),
+    [
+        (TakesRelu(), "op `relu` is already registered by `modelspec.ops.builtin`"),
+        (TakesAdam(), "component `optimizer adam` is already registered by `modelspec.train.components`"),
+        (TakesTorchLowering(), "is already registered by `torch`"),
+    ],
+)
+def test_registering_a_taken_name_raises_naming_it_and_registers_nothing(fresh_manager, plugin, taken):
+    with pytest.raises(modelspec.PluginError, match="the plugin `taker` cannot be registered: ") as caught:
+        modelspec.register_plugin(plugin, name="taker")
+    assert taken in str(caught.value)
+    registry = plugins.registry()
+    assert "taker" not in registry.info and registry.problems == []
+    assert registry.op("scale") is None and registry.op_owner["relu"] == "modelspec.ops.builtin"
+    assert modelspec.register_plugin(ScalePlugin(), name="taker") == "taker"  # the name is free again
+
+
 def test_an_isolated_manager_does_not_touch_the_process_registry():
     manager = modelspec.PluginManager(entry_points=False)
     manager.register(ScalePlugin(), name="scale-plugin")

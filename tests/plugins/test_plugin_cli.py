@@ -105,3 +105,72 @@ def test_allowlist_variable_in_a_fresh_process(tmp_path):
     assert result.returncode == 0, result.stderr
     loaded = [e["name"] for e in json.loads(result.stdout) if e["loaded"]]
     assert loaded == ["modelspec.ops.builtin", "modelspec.train.components", "torch"]
+
+
+BROKEN_BACKEND = """
+    from modelspec.hookspec import hookimpl
+
+
+    @hookimpl
+    def mspec_backends():
+        raise RuntimeError("no jax here")
+
+
+    @hookimpl
+    def mspec_lowerings():
+        return "not a list"
+"""
+
+
+def test_commands_that_use_backends_warn_about_broken_backend_hooks_once(fake_site, capsys, monkeypatch, tmp_path):
+    fake_site.add("jaxish", BROKEN_BACKEND)
+    raised = "warning: plugin `jaxish`: `mspec_backends` raised RuntimeError: no jax here"
+    not_a_list = "warning: plugin `jaxish`: `mspec_lowerings` must return a list, not str"
+    missing = str(tmp_path / "missing.mspec")
+    for args in (["compile", MLP], ["ops"], ["ops", "linear"], ["train", missing], ["generate", missing]):
+        monkeypatch.setattr(plugins, "_default", None)  # each command starts from a fresh registry
+        code, _, err = run(args, capsys, monkeypatch)
+        assert err.count(raised) == 1 and err.count(not_a_list) == 1, (args, err)
+    monkeypatch.setattr(plugins, "_default", None)
+    code, _, err = run(["check", MLP], capsys, monkeypatch)  # checking reads no backend: it stays fast
+    assert code == 0 and "jaxish" not in err
+
+
+def test_no_backend_named_mentions_a_plugin_problem(fake_site, capsys, monkeypatch):
+    fake_site.add("jaxish", BROKEN_BACKEND)
+    code, _, err = run(["compile", MLP, "-b", "jax"], capsys, monkeypatch)
+    assert code == 2
+    assert "no backend named 'jax'" in err
+    assert "a plugin problem may be why: plugin `jaxish`: `mspec_backends` raised RuntimeError: no jax here" in err
+    assert "mspec_lowerings" not in err.split("no backend named")[1]  # lowerings cannot hide a backend
+
+
+def test_no_backend_named_without_a_plugin_problem_says_none(capsys, monkeypatch):
+    code, _, err = run(["--no-plugins", "compile", MLP, "-b", "jax"], capsys, monkeypatch)
+    assert code == 2 and "no backend named 'jax'" in err and "plugin problem" not in err
+
+
+def test_no_plugins_is_the_reason_given_for_a_plugin_left_out(fake_site, capsys, monkeypatch, tmp_path):
+    fake_site.add("doubler", fake_site.GOOD_OP)
+    spec = tmp_path / "m.mspec"
+    spec.write_text('use "doubler"\nmodel M() {\n    input x: float[B, 4]\n    output y = x |> double()\n}\n')
+    code, _, err = run(["--no-plugins", "check", str(spec)], capsys, monkeypatch)
+    assert code == 1
+    assert "needs the plugin `doubler`, which is installed but not loaded: third-party plugins are off" in err
+    assert "(`--no-plugins`)" in err and "MSPEC_LOAD_PLUGINS" not in err
+    code, out, _ = run(["--no-plugins", "plugins", "--json"], capsys, monkeypatch)
+    [entry] = [e for e in json.loads(out) if e["name"] == "doubler"]
+    assert entry["reason"] == "not loaded: third-party plugins are off (`--no-plugins`)"
+
+
+def test_plugins_json_gives_builtin_modules_their_distribution_version_and_file(capsys, monkeypatch):
+    import modelspec
+
+    code, out, _ = run(["plugins", "--json"], capsys, monkeypatch)
+    entries = {e["name"]: e for e in json.loads(out)}
+    for name in plugins.BUILTIN_PLUGINS:
+        entry = entries[name]
+        assert (entry["distribution"], entry["version"]) == ("modelspec", modelspec.__version__)
+        assert Path(entry["location"]).is_file() and Path(entry["location"]).parent.is_relative_to(REPO / "modelspec")
+    code, out, _ = run(["plugins"], capsys, monkeypatch)
+    assert "modelspec.ops.builtin  (built-in module (modelspec " in out

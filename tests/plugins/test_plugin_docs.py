@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,119 @@ def test_the_spec_without_the_plugin_stops_at_its_use_line(tmp_path, capsys, mon
     assert code == 1
     assert "error[E0104]: this spec needs the plugin `layerscale`, which is not installed" in err
     assert "digits_layerscale.mspec:1:1" in err
+
+
+RUN = re.compile(r"<!-- run: (?P<path>[^ ]+) -->\n```python\n(?P<text>.*?)\n```", re.S)
+
+
+def runnable() -> dict[str, str]:
+    """The page's other Python blocks, each a whole module or program."""
+    return {m["path"]: m["text"] + "\n" for m in RUN.finditer(DOC.read_text(encoding="utf-8"))}
+
+
+def test_the_embedding_example_runs_as_it_is():
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-c", runnable()["embedding.py"]], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "10\n"
+
+
+BLOBS_SPEC = """model Probe(n: int = 6) {
+    input x: float[B, n]
+    output logits = x |> linear(2)
+}
+
+train blobs_probe {
+    model      Probe()
+    data       blobs(batch=20, samples=200)
+    loss       cross_entropy(logits, label)
+    optimizer  sgd(lr=0.1)
+    epochs     2
+    metrics    [accuracy]
+}
+"""
+
+
+@pytest.fixture
+def forget_modules():
+    """Modules a test imports from the page's blocks are dropped after it."""
+    yield
+    for name in ("my_datasets", "layerscale_onnx"):
+        sys.modules.pop(name, None)
+
+
+def test_the_dataset_example_loads_and_trains(fake_site, tmp_path, forget_modules):
+    import importlib
+
+    import modelspec
+    from modelspec.api import compile_program
+    from modelspec.hookspec import hookimpl
+    from modelspec.train.loop import Options, Trainer, TrainError
+
+    (fake_site.root / "my_datasets.py").write_text(runnable()["my_datasets.py"], encoding="utf-8")
+    blobs = importlib.import_module("my_datasets").BLOBS
+
+    class Datasets:
+        @hookimpl
+        def mspec_train_components(self):
+            return [blobs]
+
+    modelspec.register_plugin(Datasets(), name="my-datasets")
+    spec = tmp_path / "probe.mspec"
+    spec.write_text(BLOBS_SPEC, encoding="utf-8")
+    program, diagnostics, _ = compile_program(spec)
+    assert diagnostics == []
+    options = Options(out=tmp_path / "runs", progress=False)
+    result = Trainer(program, program.trains["blobs_probe"], options).run()
+    assert result.step == 2 * 8 and result.metrics["val_accuracy"] > 0.9  # 160 training samples: 8 batches
+    spec.write_text(BLOBS_SPEC.replace("float[B, n]", "float[B, n, n]"), encoding="utf-8")
+    program, diagnostics, _ = compile_program(spec)
+    with pytest.raises(TrainError, match=r"dataset `blobs` feeds one input float\[B, n\], not float\[B, 6, 6\]"):
+        Trainer(program, program.trains["blobs_probe"], options).run()
+
+
+def test_the_onnx_lowering_example_matches_the_torch_lowering(installed, fake_site, tmp_path, forget_modules):
+    np = pytest.importorskip("numpy")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("modelspec_onnx")
+    import importlib
+
+    import torch
+    from modelspec_onnx import export
+    from safetensors.torch import save_file
+
+    import modelspec
+    from modelspec.diagnostics import CompileError
+    from modelspec.hookspec import hookimpl
+    from modelspec.plugins import registry
+
+    program = modelspec.load(installed)
+    with pytest.raises(CompileError, match="layerscale"):
+        export(program, "ResMLP")  # no lowering for onnx yet
+    (fake_site.root / "layerscale_onnx.py").write_text(runnable()["layerscale_onnx.py"], encoding="utf-8")
+    lowering = importlib.import_module("layerscale_onnx").ONNX_LOWERING
+
+    class OnnxLowerings:
+        @hookimpl
+        def mspec_lowerings(self):
+            return [lowering]
+
+    modelspec.register_plugin(OnnxLowerings(), name="layerscale-onnx")
+    assert registry().backends_lowering("layerscale") == ["onnx", "torch"]
+    module = modelspec.build(program, "ResMLP", seed=1).eval()
+    with torch.no_grad():
+        for name, value in module.state_dict().items():
+            if name.endswith("layerscale.weight"):
+                value.copy_(torch.randn_like(value))  # not the constant init: the product shows
+    weights = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(weights))
+    session = onnxruntime.InferenceSession(
+        export(program, "ResMLP", checkpoint=weights).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    image = np.random.default_rng(0).standard_normal((3, 1, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(image)).numpy()
+    np.testing.assert_allclose(session.run(None, {"image": image})[0], expected, atol=1e-5, rtol=1e-4)

@@ -10,6 +10,7 @@ from modelspec.plugins import PluginManager
 
 FAULTY = """
     from modelspec.hookspec import hookimpl
+    from modelspec.ir.types import TensorType
     from modelspec.ops.base import OpSpec
 
 
@@ -47,9 +48,37 @@ FAULTY = """
             raise KeyError("flops")
 
 
+    class Sizes(OpSpec):
+        name = "sizes"
+
+        def infer(self, inputs, args):
+            return [4, 4]  # sizes, not a type
+
+
+    class BadDtype(OpSpec):
+        name = "bad_dtype"
+
+        def infer(self, inputs, args):
+            return TensorType("float33", inputs[0].shape)
+
+
+    class Negative(OpSpec):
+        name = "negative"
+
+        def infer(self, inputs, args):
+            return TensorType("float", (inputs[0].shape[0], 4 - 7))
+
+
+    class SecondNegative(OpSpec):
+        name = "second_negative"
+
+        def infer(self, inputs, args):
+            return (inputs[0], TensorType("float", (-1,)))
+
+
     @hookimpl
     def mspec_ops():
-        return [Explode(), Stringly(), BadParams(), BadCost()]
+        return [Explode(), Stringly(), BadParams(), BadCost(), Sizes(), BadDtype(), Negative(), SecondNegative()]
 """
 
 SPEC = """use "faulty"
@@ -66,6 +95,14 @@ model M() {{
     [
         ("explode", "shape rule (`infer`)", "raised ZeroDivisionError: division by zero"),
         ("stringly", "shape rule (`infer`)", "returned '[B, 4]', not a tensor type"),
+        ("sizes", "shape rule (`infer`)", "returned [4, 4]: item 0 (4) is not a tensor type (`TensorType`)"),
+        ("bad_dtype", "shape rule (`infer`)", "returned float33[B, 4]: its dtype 'float33' is not one of float,"),
+        ("negative", "shape rule (`infer`)", "returned float[B, -3]: its dimension 1 is -3, a negative size"),
+        (
+            "second_negative",
+            "shape rule (`infer`)",
+            "returned (float[B, 4], float[-1]): output 1's dimension 0 is -1, a negative size",
+        ),
         ("bad_params", "parameters (`params`)", "not a list of `ParamSpec`"),
         ("bad_cost", "cost (`cost`)", "raised KeyError: 'flops'"),
     ],

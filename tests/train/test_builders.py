@@ -26,7 +26,7 @@ from modelspec.train.components import BUILTIN_COMPONENTS, Component, SGDArgs  #
 from modelspec.train.config import ComponentSpec, LossSpec  # noqa: E402
 
 REGISTRY = Registry(components={(c.kind, c.name): c for c in BUILTIN_COMPONENTS})
-RUNTIME_KINDS = ("optimizer", "schedule", "loss", "metric", "regularizer")
+RUNTIME_KINDS = ("optimizer", "schedule", "loss", "metric", "regularizer", "dataset")
 
 
 def spec(kind: str, name: str, **args) -> ComponentSpec:

@@ -13,12 +13,13 @@ import pytest
 import torch
 
 import modelspec
-from modelspec.plugins import Registry
+from modelspec.plugins import BUILTIN_PLUGINS, Registry
 from modelspec.train.components import BUILTIN_COMPONENTS, Component, DigitsArgs
 from modelspec.train.config import ComponentSpec
 from modelspec.train.data import (
     DataBundle,
     DataError,
+    TensorItems,
     check_vocabulary,
     input_bounds,
     make_data,
@@ -507,6 +508,37 @@ def test_a_dataset_without_a_runtime():
     spec = ComponentSpec(kind="dataset", name="imagenet", args={})
     with pytest.raises(DataError, match="dataset `imagenet` has no runtime"):
         make_data(spec, IMAGE, 0, registry)
+
+
+def test_builtin_datasets_are_found_only_through_the_registry():
+    spec = data("digits", batch=8, size=8)
+    with pytest.raises(DataError, match="no dataset `digits` is registered"):
+        make_data(spec, IMAGE, 0, Registry())
+    manager = modelspec.PluginManager(entry_points=False)
+    for name in BUILTIN_PLUGINS:
+        manager.unregister(name)
+    with pytest.raises(DataError, match="no dataset `digits` is registered"):
+        make_data(spec, IMAGE, 0, manager.registry)
+
+
+def _elsewhere(args, inputs, seed, *, base, bounds):
+    (name,) = inputs
+    return DataBundle(TensorItems({name: torch.ones(3, 64), "label": torch.zeros(3)}), None, (name, "label"))
+
+
+def test_make_data_calls_the_build_the_registry_names():
+    # `digits` registered with another build: that build is what loads, there is no private table
+    other = Component("dataset", "digits", DigitsArgs, fields=("label",), build=f"{__name__}:_elsewhere")
+    registry = Registry(components={**REGISTRY.components, ("dataset", "digits"): other})
+    bundle = make_data(data("digits", batch=3), {"x": "float[B, 64]"}, 0, registry)
+    assert len(bundle.train) == 3 and bundle.val is None and bundle.info == {"dataset": "digits"}
+    assert torch.equal(bundle.train.tensors["x"], torch.ones(3, 64))
+
+
+def test_every_builtin_dataset_names_its_build_in_the_data_module():
+    for component in BUILTIN_COMPONENTS:
+        if component.kind == "dataset":
+            assert component.build == f"modelspec.train.data:{component.name}_dataset"
 
 
 def test_types_are_read_from_text():

@@ -47,8 +47,8 @@ def main() -> None:
     model = export(program, "Big", seed=0)
     timings["export"] = time.perf_counter() - start
     weights = initializer_bytes(model)
-    limit = EXTERNAL_DATA_THRESHOLD / 2**30
-    print(f"weights: {weights / 1e9:.2f} GB ({weights / 2**30:.2f} GiB), external data over {limit:g} GiB")
+    limit = EXTERNAL_DATA_THRESHOLD / 1e9
+    print(f"weights: {weights / 1e9:.2f} GB ({weights / 2**30:.2f} GiB), external data over {limit:g} GB")
 
     start = time.perf_counter()
     path = folder / "big.onnx"

@@ -13,9 +13,15 @@ either: modelspec imports `modelspec_onnx.plugin` on every command (even
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["CheckpointError", "export", "parameters", "save"]
+__all__ = ["CheckpointError", "SaveError", "export", "parameters", "save"]
 
-_WHERE = {"export": "exporter", "parameters": "exporter", "save": "exporter", "CheckpointError": "weights"}
+_WHERE = {
+    "export": "exporter",
+    "parameters": "exporter",
+    "save": "exporter",
+    "SaveError": "exporter",
+    "CheckpointError": "weights",
+}
 
 
 def __getattr__(name: str):

@@ -4,7 +4,8 @@
     export(program, ...)   walk the model's graph: inline block calls, unroll repeats, lower each
                            node through its `OnnxLowering`; every op that cannot be expressed is
                            gathered into ONE diagnostic (E0603) before any weight is read
-    save(model, path)      weights over 2 GB go to external data beside the file
+    save(model, path)      weights over 2 GB (or too many for one protobuf file with the graph)
+                           go to external data beside the file
 
 Symbolic sizes of the model's inputs stay symbolic: they become `dim_param`s
 named as in the spec (`B`, `T`), and sizes the graph needs at run time are
@@ -24,13 +25,19 @@ from onnx import helper
 from modelspec.diagnostics import CompileError, Label, error
 from modelspec.ir.graph import Graph, Node, Program
 from modelspec_onnx.emitter import Emitter, Scope, SizeUnknown, tensor_type, to_initializer
-from modelspec_onnx.lowerings import BACKEND, LOWERINGS, OnnxLowering, Site
+from modelspec_onnx.lowerings import BACKEND, OnnxLowering, Site
 from modelspec_onnx.weights import UNUSED_BUFFERS, CheckpointWeights, Parameter, SeededWeights
 
 OPSET = 18
 IR_VERSION = 9  # what onnxruntime releases of the last two years all read
 NO_LOWERING = "no ONNX lowering"
-EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # bytes of initializers; a protobuf file cannot exceed 2 GB
+# Protobuf serialises no message over 2 GiB, and an .onnx file is one message: weights AND graph.
+PROTOBUF_LIMIT = 2**31 - 1
+# Weights over 2 GB (decimal) always go to external data: that leaves ~147 MB below the limit
+# for the rest of the model, whose size `other_bytes` estimates besides.
+EXTERNAL_DATA_THRESHOLD = 2 * 10**9
+# Bytes the estimate may miss: the model's header, opset imports, doc string, field tags.
+PROTO_MARGIN = 1024**2
 
 
 # ---- parameters -----------------------------------------------------------------------------------
@@ -179,8 +186,10 @@ class Exporter:
 
 
 def _lowerings(registry) -> tuple[dict[str, OnnxLowering], dict[str, list[str]]]:
-    table = getattr(registry, "lowerings", None) or {}
-    mine = {op: lw for (backend, op), lw in table.items() if backend == BACKEND} or {lw.op: lw for lw in LOWERINGS}
+    """This backend's lowerings in `registry` (the only source: none there, none used), and for
+    each op the other backends that lower it."""
+    table = registry.lowerings
+    mine = {op: lw for (backend, op), lw in table.items() if backend == BACKEND}
     others: dict[str, list[str]] = {}
     for backend, op in sorted(table):
         if backend != BACKEND:
@@ -249,16 +258,40 @@ def initializer_bytes(model: onnx.ModelProto) -> int:
     return sum(len(t.raw_data) for t in model.graph.initializer)
 
 
+def other_bytes(model: onnx.ModelProto) -> int:
+    """About how many bytes the model takes besides its weights' values: nodes (with any constant
+    tensors they hold), the graph's inputs and outputs, the initializers' names and shapes. Measured
+    part by part, never serialising the whole, which may be the very thing that cannot be done."""
+    graph = model.graph
+    parts = [*graph.node, *graph.input, *graph.output, *graph.value_info]
+    headers = sum(len(t.name) + 11 * len(t.dims) + 16 for t in graph.initializer)  # name, dims, type, tags
+    return sum(part.ByteSize() for part in parts) + headers
+
+
+def external_data_needed(weights: int, other: int, threshold: int = EXTERNAL_DATA_THRESHOLD) -> bool:
+    """Whether `weights` bytes of initializers must go to external data: over `threshold`, or too
+    many to fit protobuf's limit together with the `other` bytes of the model and a margin."""
+    return weights > threshold or weights + other + PROTO_MARGIN > PROTOBUF_LIMIT
+
+
+class SaveError(ValueError):
+    """The model cannot be serialised as an ONNX file. A ValueError: `mspec compile` shows its
+    message as it shows any option's value that does not fit, without a traceback."""
+
+
 def save(model: onnx.ModelProto, path: str | Path, external_threshold: int = EXTERNAL_DATA_THRESHOLD) -> Path | None:
-    """Write `model` to `path`; when its initializers exceed `external_threshold` bytes they go to
-    `<path>.data` beside it (ONNX external data). Returns that file, or None.
+    """Write `model` to `path`; when its initializers exceed `external_threshold` bytes, or would not
+    fit one protobuf message with the rest of the model, they go to `<path>.data` beside it (ONNX
+    external data). Returns that file, or None. Raises SaveError when the model cannot be
+    serialised even so.
 
     Writing external data moves the weights out of `model` (onnx does it in place, which spares a
     copy of gigabytes): export again to keep using the model in memory."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     data = path.with_name(path.name + ".data")
-    external = initializer_bytes(model) > external_threshold
+    weights, other = initializer_bytes(model), other_bytes(model)
+    external = external_data_needed(weights, other, external_threshold)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
@@ -280,7 +313,17 @@ def save(model: onnx.ModelProto, path: str | Path, external_threshold: int = EXT
         for written in (tmp, data) if external else (tmp,):  # mkstemp's file is private; these are ordinary
             os.chmod(written, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        if external:
+            data.unlink(missing_ok=True)
+        if isinstance(exc, OSError) or not isinstance(exc, Exception):
+            raise
+        # protobuf's EncodeError ("Failed to serialize proto") and the like: say what and why.
+        where = f"{weights:,} bytes of weights in {data.name}" if external else f"{weights:,} bytes of weights inline"
+        raise SaveError(
+            f"cannot write {path}: the model does not serialise as an ONNX file ({type(exc).__name__}: {exc}); "
+            f"it holds {where} and about {other:,} bytes of graph, and protobuf limits a file to "
+            f"{PROTOBUF_LIMIT:,} bytes (a smaller `external_threshold` moves more weights out)"
+        ) from None
     return data if external else None

@@ -86,6 +86,16 @@ def test_one_inexpressible_op_reads_as_one(program_and_registry):
     assert diagnostic.primary.span.line == 6 and not diagnostic.secondary
 
 
+def test_without_the_registrys_lowerings_no_op_exports(mlp):
+    # The registry is the only source of lowerings: a manager without this plugin has none for onnx.
+    registry = PluginManager(entry_points=False).registry
+    with pytest.raises(CompileError) as caught:
+        export(mlp, "MLP", registry=registry)
+    (diagnostic,) = caught.value.diagnostics
+    assert diagnostic.code == "E0603"
+    assert "(`flatten`, `linear`, `relu`)" in diagnostic.message
+
+
 def test_repeated_layers_are_reported_once(tmp_path):
     spec = tmp_path / "stack.mspec"
     spec.write_text(
