@@ -25,6 +25,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,25 +137,51 @@ def _join_tensors(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def _optimizer_state_keys_to_int(state: dict) -> dict:
     # JSON turns the optimizer's integer parameter ids into strings; torch wants ints back.
+    # (Under fsdp the parameters are named, not numbered: those keys stay.)
     if "state" in state:
         state = dict(state)
-        state["state"] = {int(k): v for k, v in state["state"].items()}
+        state["state"] = {int(k) if k.isdigit() else k: v for k, v in state["state"].items()}
     return state
 
 
 # ---- writing --------------------------------------------------------------------------------
 
 
+def _one_name_per_tensor(weights: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(weights with one name per tensor held under several, {dropped: kept}): the first name in
+    sorted order is kept, as safetensors' save_model keeps it for a module's tied parameters, so
+    the file is the one an unsharded model gives."""
+
+    def same(tensor: torch.Tensor) -> tuple:  # the same memory seen the same way: one tensor
+        pointer = tensor.untyped_storage().data_ptr()
+        if not pointer:  # no memory (empty): only the object itself
+            return (id(tensor),)
+        return (pointer, tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
+
+    names: dict[tuple, list[str]] = {}
+    for name, tensor in weights.items():
+        names.setdefault(same(tensor), []).append(name)
+    unique, dropped = {}, {}
+    for name, tensor in weights.items():
+        kept = min(names[same(tensor)])
+        if name == kept:
+            unique[name] = tensor.contiguous()
+        else:
+            dropped[name] = kept
+    return unique, dropped
+
+
 def save(
     folder: Path,
-    model: torch.nn.Module,
+    model: torch.nn.Module | Mapping[str, torch.Tensor],
     state: TrainingState,
     spec_hash: str,
     *,
     hook=None,
     metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Write checkpoint `folder/step-NNNNNNNN` atomically; return its path.
+    """Write checkpoint `folder/step-NNNNNNNN` atomically; return its path. `model`: the module,
+    or its full state_dict (gathered from the shards of an fsdp run).
 
     `hook(phase)` is called between the phases of the write (tests inject
     crashes there)."""
@@ -166,7 +193,11 @@ def save(
     tmp.mkdir()
     phase = hook or (lambda name: None)
     phase("begin")
-    save_model(model, str(tmp / "model.safetensors"), metadata=metadata)
+    if isinstance(model, torch.nn.Module):
+        save_model(model, str(tmp / "model.safetensors"), metadata=metadata)
+    else:
+        unique, dropped = _one_name_per_tensor(model)
+        save_file(unique, str(tmp / "model.safetensors"), metadata={**dropped, **(metadata or {})})
     _fsync_file(tmp / "model.safetensors")
     phase("model")
     tensors: dict[str, torch.Tensor] = {}
@@ -279,11 +310,18 @@ def read_meta(path: Path, spec_hash: str | None) -> dict:
     return meta
 
 
-def load(path: Path, model: torch.nn.Module, spec_hash: str | None) -> TrainingState:
-    """Load weights into `model` and return the rest; raise CheckpointError."""
+def load(
+    path: Path, model: torch.nn.Module | Callable[[dict[str, torch.Tensor]], None], spec_hash: str | None
+) -> TrainingState:
+    """Load weights into `model` (or hand them to it, a function: an fsdp run shards them) and
+    return the rest; raise CheckpointError."""
     meta = read_meta(path, spec_hash)
     try:
-        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+        if isinstance(model, torch.nn.Module):
+            missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+        else:
+            missing = unexpected = []
+            model(load_file(str(path / "model.safetensors")))
         tensors = load_file(str(path / "state.safetensors"))
     except (SafetensorError, OSError, RuntimeError) as exc:
         raise CheckpointError(f"{path / 'model.safetensors'}: cannot be loaded ({exc})") from None

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from modelspec.train import checkpoint as ckpt
-from modelspec.train.loop import Progress, Trainer, TrainError, _outputs
+from modelspec.train.loop import Progress, Trainer, TrainError, _outputs, torch_build
 
 
 def _single_output(model_ir, result) -> torch.Tensor:
@@ -39,7 +39,8 @@ class GanTrainer(Trainer):
     def prepare(self) -> None:
         from modelspec.train.builders import make_loss, make_optimizer, make_schedule
         from modelspec.train.data import DataError, input_bounds, make_data, make_loaders
-        from modelspec_torch.build import build
+
+        build = torch_build()
 
         if self.regime.distributed is not None:
             raise TrainError(

@@ -34,12 +34,23 @@ import torch
 from modelspec.fileio import write_atomically
 from modelspec.semantics.values import spec_literal
 from modelspec.train import checkpoint as ckpt
+from modelspec.train import distributed
 from modelspec.train.config import TrainSpec
 from modelspec.train.distributed import Context, DistributedError
 
 
 class TrainError(Exception):
     """A problem found before or during training; the message says what and where."""
+
+
+def torch_build():
+    """The torch backend's `build`, found in the plugin registry like any backend (`modelspec.api.build`)."""
+    from modelspec.api import backend
+
+    try:
+        return backend("torch").build
+    except ValueError as exc:  # no torch backend registered: a plugin problem, said by the message
+        raise TrainError(f"training needs the torch backend: {exc}") from None
 
 
 @dataclass
@@ -175,7 +186,9 @@ class Trainer:
         self.sources = sources or {}
         self.device = torch.device(options.device)
         self.seed = options.seed if options.seed is not None else (regime.seed or 0)
-        self.dist = Context()  # one process unless `distributed ddp` runs under torchrun (prepare)
+        self.dist = Context()  # one process unless `distributed ddp`/`fsdp` runs under torchrun (prepare)
+        self.sharded = False  # under fsdp: self.model's parameters are shards (prepare)
+        self.aliases: dict[str, str] = {}  # tied parameters' names -> the first name (fsdp's checkpoints)
 
     # ---- set-up ------------------------------------------------------------------------
 
@@ -192,10 +205,8 @@ class Trainer:
         return ckpt.ir_hash(model) if model is not None else None
 
     def join_processes(self) -> None:
-        """`distributed ddp` under torchrun: join the process group (a launch the regime does not
-        declare, or fsdp, is refused rather than run other than declared)."""
-        from modelspec.train import distributed
-
+        """`distributed ddp` or `fsdp` under torchrun: join the process group (a launch the regime
+        does not declare is refused rather than run other than declared)."""
         strategy = self.regime.distributed.name if self.regime.distributed is not None else None
         try:
             self.dist, self.dist_note = distributed.setup(strategy, self.device)
@@ -221,12 +232,16 @@ class Trainer:
             make_data,
             make_loaders,
         )
-        from modelspec_torch.build import build
+
+        build = torch_build()
 
         name = self.model_name()
         if name not in self.program.models:
             raise TrainError(f"model `{name}` of regime `{self.regime.name}` was not built by the checker")
         self.model_ir = self.program.models[name]
+        # looked up once: a small model's step is ~0.5 ms
+        self.input_names = tuple(self.model_ir.graph.inputs)
+        self.output_name = next(iter(self.model_ir.graph.outputs))
         self.spec_hash = ckpt.ir_hash(self.model_ir)
         base = Path(self.model_ir.span.file).parent if self.model_ir.span else None
         try:
@@ -250,9 +265,13 @@ class Trainer:
             self.load_init(base)
         self.freeze()
         # The module that runs forward passes: DDP's wrapper averages gradients across processes;
-        # self.model (its state_dict keys) is what checkpoints hold.
+        # self.model (its state_dict keys) is what checkpoints hold. FSDP shards self.model in place.
         self.runner = self.model
-        if self.dist.active:
+        self.sharded = self.dist.strategy == "fsdp"
+        self.aliases = distributed.tied_names(self.model) if self.sharded else {}
+        if self.sharded:
+            distributed.shard(self.model)
+        elif self.dist.active:
             self.runner = torch.nn.parallel.DistributedDataParallel(self.model)
         self.training_mode = False  # whether the model is in train mode with its frozen layers in eval mode
         parameters = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -304,7 +323,7 @@ class Trainer:
 
     def make_teacher(self, base: Path | None):
         """The distillation teacher: its spec's model with its trained weights, frozen."""
-        from modelspec_torch.build import build
+        build = torch_build()
 
         distill = self.regime.distill
         ref = distill.teacher
@@ -454,7 +473,7 @@ class Trainer:
             step=step,
             epoch=epoch,
             batch=batch,
-            optimizers={"main": self.optimizer.state_dict()},
+            optimizers={"main": self.optimizer_state()},
             schedulers={"main": self.schedule.state_dict()} if self.schedule is not None else {},
             rng=ckpt.capture_rng(),
             extra={
@@ -466,22 +485,34 @@ class Trainer:
             },
         )
 
+    def optimizer_state(self) -> dict[str, Any]:
+        """The optimizer's state_dict; under fsdp its full state gathered to process 0 (every
+        process calls this), parameters named by their dotted names."""
+        if self.sharded:
+            return distributed.full_optimizer_state(self.model, self.optimizer)
+        return self.optimizer.state_dict()
+
     def save(self, step: int, epoch: int, batch: int) -> Path:
+        # Every process calls this at the same steps (under fsdp the tensors are gathered from all)
         state = self.state(step, epoch, batch)
         key = (step, epoch, batch, json.dumps(state.extra, sort_keys=True, default=str), state.rng["torch"].tolist())
         if self.saved is not None and self.saved[0] == key:
             return self.saved[1]  # this very state is on disk already (an evaluation's best, then the due one)
         state.log_bytes = self.log.size()
-        for name, p in self.model.state_dict().items():
-            if p.is_floating_point() and not torch.isfinite(p).all():
-                self.stop_with(TrainError(f"the weights are not finite after step {step} (`{name}`)"))
+        weights = distributed.full_weights(self.model, self.aliases) if self.sharded else self.model.state_dict()
+        bad = next((n for n, p in weights.items() if p.is_floating_point() and not torch.isfinite(p).all()), None)
+        if self.sharded:  # only process 0 holds the full weights: all follow its finding
+            bad = self.dist.broadcast(bad)
+        if bad is not None:
+            self.stop_with(TrainError(f"the weights are not finite after step {step} (`{bad}`)"))
         if not self.dist.is_main:  # process 0 writes the checkpoints; the others hold the same state
-            return self.checkpoints / f"{ckpt.PREFIX}{step:08d}"
+            self.saved = (key, self.checkpoints / f"{ckpt.PREFIX}{step:08d}")
+            return self.saved[1]
         tokenizer = getattr(getattr(self, "data", None), "tokenizer", None)
         metadata = {"modelspec.tokenizer": tokenizer.to_json()} if tokenizer is not None else None
         path = ckpt.save(
             self.checkpoints,
-            self.model,
+            weights if self.sharded else self.model,
             state,
             self.spec_hash,
             hook=self.options.checkpoint_hook,
@@ -495,8 +526,13 @@ class Trainer:
         path, refused = ckpt.latest_valid(self.checkpoints, self.spec_hash)
         if path is None:
             return 0, 0, 0, refused
-        state = ckpt.load(path, self.model, self.spec_hash)
-        self.optimizer.load_state_dict(state.optimizers["main"])
+        if self.sharded:  # every process reads the full tensors and keeps its shard
+            weights: dict[str, torch.Tensor] = {}
+            state = ckpt.load(path, weights.update, self.spec_hash)
+            distributed.load_full_state(self.model, weights, self.aliases, self.optimizer, state.optimizers["main"])
+        else:
+            state = ckpt.load(path, self.model, self.spec_hash)
+            self.optimizer.load_state_dict(state.optimizers["main"])
         if self.schedule is not None and "main" in state.schedulers:
             self.schedule.load_state_dict(state.schedulers["main"])
         ckpt.restore_rng(state.rng)
@@ -551,12 +587,14 @@ class Trainer:
         return self.optimizer.param_groups[0]["lr"]
 
     def forward(self, batch: dict[str, torch.Tensor], module=None) -> dict[str, torch.Tensor]:
-        inputs = [batch[name] for name in self.model_ir.graph.inputs]
+        inputs = [batch[name] for name in self.input_names]
         module = module or self.runner
         if self.autocast:
             with torch.autocast(self.device.type, dtype=self.amp_dtype):
-                return _outputs(self.model_ir, module(*inputs))
-        return _outputs(self.model_ir, module(*inputs))
+                result = module(*inputs)
+        else:
+            result = module(*inputs)
+        return result if isinstance(result, dict) else {self.output_name: result}
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.device.type == "cpu":  # the data is on the CPU already
@@ -589,7 +627,7 @@ class Trainer:
             # optimizer makes the weights inf or NaN (with fp16's scaler the step is skipped instead).
             # Without clip_grad nothing is checked per step: the next step's loss is not finite and
             # stops the run, and `save` writes no checkpoint of non-finite weights.
-            if self.scaler is None and not math.isfinite(norm.item()):
+            if self.scaler is None and not math.isfinite(distributed.whole(norm).item()):
                 self.optimizer.zero_grad(set_to_none=True)
                 raise TrainError(f"the gradients are not finite at step {step + 1} (the loss is {mean})")
         if self.scaler is not None:
@@ -612,7 +650,10 @@ class Trainer:
         loss, count = self.loss.mean(outputs, batch)
         count = float(count)
         # nothing counted: the mean is nan; the sum is 0, the summing path's loss (no gradient)
-        loss = loss.float() if count else self.loss(outputs, batch)[0].float()
+        if not count:
+            loss = self.loss(outputs, batch)[0]
+        if loss.dtype != torch.float32:
+            loss = loss.float()
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
         else:
@@ -635,9 +676,9 @@ class Trainer:
         samples = 0
         for i, batch in enumerate(window):
             batch = self.to_device(batch)
-            # with DDP, gradients are averaged across processes once per window, at its last micro-batch
-            sync = self.dist.active and i < len(window) - 1
-            with self.runner.no_sync() if sync else contextlib.nullcontext():
+            # gradients are averaged across processes once per window, at its last micro-batch
+            skip_sync = self.dist.active and i < len(window) - 1
+            with self.gradient_sync_skipped() if skip_sync else contextlib.nullcontext():
                 outputs = self.forward(batch)
                 part_sum, part_count = self.loss(outputs, batch)
                 if total is None:  # a Python number: dividing by it adds no tensor op
@@ -667,6 +708,13 @@ class Trainer:
             global_count = float(total)
         return loss_sum / global_count, global_count, samples
 
+    def gradient_sync_skipped(self):
+        """A context in which backward passes accumulate gradients without averaging them across
+        the processes."""
+        if self.sharded:
+            return distributed.gradient_sync_skipped(self.model)
+        return self.runner.no_sync()
+
     @torch.no_grad()
     def evaluate(self, loader) -> dict[str, float]:
         self.model.eval()
@@ -682,6 +730,8 @@ class Trainer:
             count += float(part_count)
             for metric in self.metrics:
                 metric.update(outputs, batch, part_sum, part_count)
+        if self.sharded:  # a forward without backward leaves the root's parameters gathered: free them
+            self.model.reshard()
         results = {"val_loss": loss_sum / max(count, 1.0)}
         for metric in self.metrics:
             results[f"val_{metric.name}"] = metric.compute()
@@ -759,6 +809,7 @@ class Trainer:
         seen, tick = 0, time.perf_counter()
         for batch in train_loader:
             window.append(batch)
+            del batch  # the window holds it: freed after its step, before the next batch is fetched
             position += 1
             if len(window) < accumulate:
                 continue

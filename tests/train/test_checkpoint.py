@@ -401,3 +401,19 @@ def test_every_torch_load_is_weights_only():
                 offenders.append(f"{file.relative_to(ROOT)}: {bad}")
     assert seen >= 1  # the scan finds checkpoint.load_weights' own call
     assert offenders == []
+
+
+def test_full_weights_are_written_as_a_module_is(tmp_path):
+    """An fsdp run hands `save` its gathered state_dict: a tied parameter is kept under the name
+    safetensors' save_model keeps for the module, so both files load into either."""
+    model = torch.nn.ModuleDict({"wte": torch.nn.Embedding(5, 3), "head": torch.nn.Linear(3, 5, bias=False)})
+    model["head"].weight = model["wte"].weight
+    state = ckpt.TrainingState(step=1, epoch=0, batch=1, rng=ckpt.capture_rng())
+    as_module = ckpt.save(tmp_path / "a", model, state, "h")
+    as_mapping = ckpt.save(tmp_path / "b", dict(model.state_dict()), state, "h")
+    a, b = (load_file(str(path / "model.safetensors")) for path in (as_module, as_mapping))
+    assert set(a) == set(b) == {"head.weight"} and torch.equal(a["head.weight"], b["head.weight"])
+    other = copy.deepcopy(model)
+    torch.nn.init.zeros_(other["wte"].weight)
+    ckpt.load(as_mapping, other, "h")
+    assert torch.equal(other["head"].weight, model["wte"].weight) and other["head"].weight is other["wte"].weight

@@ -1,4 +1,4 @@
-"""`distributed ddp`: `mspec train --nproc 2` runs two processes under torchrun on the CPU (gloo).
+"""`distributed ddp` and `fsdp`: `mspec train --nproc 2` runs two processes under torchrun on the CPU (gloo).
 Two processes take the steps one process takes (each half of every global batch); only the
 first writes the run folder; a resumed distributed run ends bitwise equal to an uninterrupted
 one. Launches that cannot run as declared are refused."""
@@ -90,10 +90,65 @@ def trainer(text: str, tmp_path: Path) -> Trainer:
     return Trainer(program, program.trains["small"], Options(out=tmp_path / "runs", progress=False))
 
 
-def test_fsdp_is_refused_with_the_reason(tmp_path):
-    with pytest.raises(TrainError, match=r"`distributed fsdp` is not supported.*use `distributed ddp`"):
-        trainer(SPEC.replace("distributed ddp", "distributed fsdp"), tmp_path).run()
-    assert not (tmp_path / "runs").exists()
+# A model with a repeat (each iteration its own fsdp unit), tied weights (the head reuses the
+# embedding's), gradient accumulation and clipping: what fsdp must get right.
+FSDP_SPEC = """\
+model Tied(vocab: int = 40, d: int = 16) {
+    input tokens: int64[B, T]
+    x = embedding(tokens, vocab, d, name=wte)
+    repeat 2 as h {
+        x = x + (x |> layernorm(name=ln) |> linear(32, name=up) |> gelu |> linear(d, name=down))
+    }
+    output logits = x |> layernorm(name=ln_f) |> linear(vocab, bias=false, tie=wte, name=head)
+}
+
+train tied {
+    model      Tied()
+    data       text(path="corpus.txt", block=16, batch=8)
+    loss       cross_entropy(logits, target)
+    optimizer  adamw(lr=3e-3)
+    steps      12
+    accumulate 2
+    clip_grad  1.0
+    evaluate   every(steps=6)
+    checkpoint every(steps=4)
+    seed       5
+    distributed fsdp
+}
+"""
+
+
+@pytest.mark.slow
+def test_fsdp_trains_the_steps_of_one_process_and_resumes_exactly(tmp_path, capfd):
+    (tmp_path / "corpus.txt").write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    path = tmp_path / "tied.mspec"
+    path.write_text(FSDP_SPEC)
+    args = ["train", str(path), "--nproc", "2", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    whole = run_folder(capfd.readouterr().out)
+    assert main([*args, "--out", str(tmp_path / "resumed"), "--max-steps", "6"]) == 0
+    first = run_folder(capfd.readouterr().out)
+    assert main([*args, "--out", str(tmp_path / "resumed"), "--resume"]) == 0
+    assert run_folder(capfd.readouterr().out) == first
+
+    # the checkpoint holds the full tensors, the tied head under one name, as one process writes
+    weights = final_weights(whole)
+    assert weights["head.weight"].shape == (40, 16) and "wte.weight" not in weights
+    assert set(weights) >= {"h.0.up.weight", "h.1.down.bias", "ln_f.weight"}
+    a = final_weights(first)
+    assert all(torch.equal(a[k], weights[k]) for k in weights), "a resumed fsdp run differs from an uninterrupted one"
+
+    # the same steps as one process taking the whole batches
+    one = tmp_path / "one.mspec"
+    one.write_text(FSDP_SPEC.replace("    distributed fsdp\n", ""))
+    program = modelspec.load(one)
+    single = Trainer(program, program.trains["tied"], Options(out=tmp_path / "single", progress=False)).run()
+    reference = final_weights(single.folder)
+    assert set(reference) == set(weights)
+    for key in reference:
+        torch.testing.assert_close(weights[key], reference[key], rtol=1e-4, atol=1e-5)
+    start = Trainer(program, program.trains["tied"], Options(out=tmp_path / "start", max_steps=1, progress=False))
+    assert not torch.equal(final_weights(start.run().folder)["head.weight"], weights["head.weight"])  # can fail
 
 
 def test_torchrun_without_a_distributed_setting_is_refused(tmp_path, monkeypatch):
