@@ -15,7 +15,12 @@ same process:
      `F.cross_entropy`, zero_grad, backward, the same optimizer (built
      from the Trainer's optimizer's hyperparameters); then the validation
      loss and accuracy over the validation set, in batches of the same
-     size.
+     size;
+  C  hand_select: B with its training batches gathered by
+     `x.index_select(0, index)` instead of `x[index]` (about 3x faster for
+     the digits' rows, and what the Trainer's data does), so that a faster
+     gather on A's side cannot hide overhead elsewhere: the target holds
+     against both.
 
 Both sides train THE SAME MODULE CLASS, the one modelspec builds (B gets a
 deep copy made before any step, so same initial weights): the comparison
@@ -24,7 +29,7 @@ isolates the training runtime's overhead, not the generated module's
 sides' validation losses are compared: they follow the same trajectory,
 so they do the same work.
 
-Epochs alternate in pairs whose order swaps (AB BA AB ...) after warm-up
+Epochs alternate in rounds whose order swaps (ABC CBA ABC ...) after warm-up
 epochs; we report medians, the interquartile range, the ratio of the
 medians (the target: <= 1.05) and the median of the pairs' ratios. The
 machine is shared and an epoch with 2 threads slows down several times
@@ -141,11 +146,12 @@ class TrainerSide:
         self.progress = Progress(t, enabled=False)
         self.case, self.out = case, out
         self.others: list[TrainerSide] = []  # variants' Trainers, closed with this one
+        self.sink = open(os.devnull, "w")  # noqa: SIM115 - closed in close()
 
     def run_epoch(self) -> float:
         """One epoch (training, then the evaluation at its end); its val_loss."""
         t = self.trainer
-        with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):  # the per-epoch evaluation line
+        with contextlib.redirect_stderr(self.sink):  # the per-epoch evaluation line
             self.step, self.epoch, self.position, stopped = t.run_epoch(
                 self.step, self.epoch, self.position, self.progress
             )
@@ -154,6 +160,7 @@ class TrainerSide:
 
     def close(self) -> None:
         self.trainer.log.close()
+        self.sink.close()
         for other in self.others:
             other.close()
 
@@ -162,8 +169,12 @@ class TrainerSide:
 
 
 class HandSide:
-    def __init__(self, a: TrainerSide, model: torch.nn.Module | None = None):
+    """The hand loop; `select`: batches gathered with `index_select` (about 3x faster than `x[index]`
+    for the digits' rows), as the Trainer's data gathers them."""
+
+    def __init__(self, a: TrainerSide, model: torch.nn.Module | None = None, select: bool = False):
         t = a.trainer
+        self.select = select
         (self.input,) = t.model_ir.graph.inputs
         self.x, self.y = t.data.train.tensors[self.input], t.data.train.tensors["label"]
         self.xv, self.yv = t.data.val.tensors[self.input], t.data.val.tensors["label"]
@@ -184,7 +195,10 @@ class HandSide:
         model.train()
         for i in range(0, n, batch):
             index = order[i : i + batch]
-            loss = F.cross_entropy(model(x[index]), y[index])
+            if self.select:
+                loss = F.cross_entropy(model(x.index_select(0, index)), y.index_select(0, index))
+            else:
+                loss = F.cross_entropy(model(x[index]), y[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -285,6 +299,7 @@ def quartiles(values: list[float]) -> tuple[float, float]:
 class Measurement:
     times: dict[str, list[float]]  # seconds per epoch of each side, clean blocks only
     ratios: list[float]  # modelspec / hand of each AB or BA pair
+    select_ratios: list[float]  # modelspec / hand_select of each round
     worst_gap: float  # largest relative val_loss difference between the two sides
     accuracy: tuple[float, float]
     steps: int
@@ -300,12 +315,18 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="mspec-bench-") as out:
         a = TrainerSide(case, Path(out), 1_000_000)  # epochs: more than will ever run (a constant schedule)
         b = HandSide(a)
-        sides: dict[str, Callable[[], float]] = {"modelspec": a.run_epoch, "hand": b.run_epoch}
+        c = HandSide(a, copy.deepcopy(a.initial), select=True)
+        sides: dict[str, Callable[[], float]] = {
+            "modelspec": a.run_epoch,
+            "hand": b.run_epoch,
+            "hand_select": c.run_epoch,
+        }
         for label, make in (variants or {}).items():
             sides[label] = make(a)
         order = list(sides)
         times: dict[str, list[float]] = {k: [] for k in sides}
         ratios: list[float] = []
+        select_ratios: list[float] = []
         worst = 0.0
         pair = 0
 
@@ -335,10 +356,11 @@ def measure(
                     for label, value in seconds.items():
                         times[label].append(value)
                     ratios.append(seconds["modelspec"] / seconds["hand"])
+                    select_ratios.append(seconds["modelspec"] / seconds["hand_select"])
         accuracy = (a.trainer.last_metrics.get("val_accuracy"), b.accuracy)
         steps = a.trainer.steps_per_epoch
         a.close()
-    return Measurement(times, ratios, worst, accuracy, steps)
+    return Measurement(times, ratios, select_ratios, worst, accuracy, steps)
 
 
 # ---------------------------------------------------------------- --attribute: what-if variants
@@ -622,17 +644,21 @@ def main() -> None:
     rows = [(case, measure(case, epochs_of(case), quiet)) for case in cases]
     print(
         "| regime | steps/epoch | epochs timed | modelspec s/epoch (IQR) | hand s/epoch (IQR) "
-        "| ratio of medians | median pair ratio | target |"
+        "| ratio of medians | median pair ratio | hand_select s/epoch (IQR) | ratio | median pair ratio "
+        "| target (both) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for case, m in rows:
         a, b = statistics.median(m.times["modelspec"]), statistics.median(m.times["hand"])
-        qa, qb = quartiles(m.times["modelspec"]), quartiles(m.times["hand"])
-        verdict = "met" if a / b <= TARGET else "NOT met"
+        c = statistics.median(m.times["hand_select"])
+        qa, qb, qc = (quartiles(m.times[k]) for k in ("modelspec", "hand", "hand_select"))
+        verdict = "met" if max(a / b, a / c) <= TARGET else "NOT met"
         print(
             f"| {case.name}: {case.what} | {m.steps} | {len(m.times['hand'])} "
             f"| {a:.4f} ({qa[0]:.4f}-{qa[1]:.4f}) | {b:.4f} ({qb[0]:.4f}-{qb[1]:.4f}) "
-            f"| **{a / b:.3f}** | {statistics.median(m.ratios):.3f} | <= {TARGET}: {verdict} |"
+            f"| **{a / b:.3f}** | {statistics.median(m.ratios):.3f} "
+            f"| {c:.4f} ({qc[0]:.4f}-{qc[1]:.4f}) | **{a / c:.3f}** | {statistics.median(m.select_ratios):.3f} "
+            f"| <= {TARGET}: {verdict} |"
         )
     print()
     for case, m in rows:
