@@ -530,6 +530,9 @@ class Loss:
 
     def mean(self, outputs: Tensors, batch: Tensors) -> tuple[Tensor, Tensor]:
         """(sum / count, count): the sum's mean computed at once (nan when nothing is counted)."""
+        prediction, target = self._refs()
+        if prediction in outputs and target in batch:  # the usual places, looked up once (a step per call)
+            return self.criterion.mean(outputs[prediction], batch[target])
         return self.criterion.mean(self.prediction(outputs, batch), self.target(outputs, batch))
 
     def count(self, batch: Tensors) -> Tensor:

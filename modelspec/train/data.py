@@ -97,7 +97,7 @@ class TensorItems(Dataset):
         # (and index_select copies rows about 3x faster than t[index]).
         if isinstance(indices, slice):
             return {k: t[indices] for k, t in self.tensors.items()}
-        index = torch.as_tensor(indices)
+        index = indices if isinstance(indices, torch.Tensor) else torch.as_tensor(indices)
         return {k: t.index_select(0, index) for k, t in self.tensors.items()}
 
     def subset(self, indices: torch.Tensor) -> TensorItems:
@@ -899,13 +899,6 @@ class EpochBatches(Sampler[torch.Tensor]):
         return (slice(k * self.batch, min((k + 1) * self.batch, self.n)) for k in range(self.start, self.total))
 
 
-def fetch(dataset: Dataset, indices: torch.Tensor | slice) -> dict[str, torch.Tensor]:
-    """One batch: a whole gather per tensor where the dataset can (`__getitems__`), else item by item."""
-    if hasattr(dataset, "__getitems__"):
-        return dataset.__getitems__(indices)
-    return default_collate([dataset[int(i)] for i in indices])
-
-
 class Batches:
     """The batches of an EpochBatches fetched in this process (`workers=0`): what a DataLoader
     gives, without its per-batch machinery (which costs as much as a small model's step)."""
@@ -916,8 +909,12 @@ class Batches:
     def __iter__(self):
         # in order, a dataset that takes slices gives views of its tensors: no copy per batch
         runs = self.batches.runs() if getattr(self.dataset, "takes_slices", False) else None
-        for indices in runs or self.batches:
-            yield fetch(self.dataset, indices)
+        # a whole gather per tensor where the dataset can (`__getitems__`), else item by item
+        fetch = getattr(self.dataset, "__getitems__", None) or self.collated
+        yield from map(fetch, runs or self.batches)
+
+    def collated(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        return default_collate([self.dataset[int(i)] for i in indices])
 
     def __len__(self) -> int:
         return len(self.batches)
