@@ -14,7 +14,9 @@ class Attention(nn.Module):
 
     While decoding with a KV cache (`modelspec_torch.generate`), `past` holds
     the keys and values of earlier positions, so each new token costs one
-    position's projections instead of the whole prefix.
+    position's projections instead of the whole prefix. They are kept in
+    buffers that double when full: a token's keys are written in place, not
+    the whole cache copied.
     """
 
     caches_keys_and_values = True
@@ -22,13 +24,29 @@ class Attention(nn.Module):
     def __init__(self, causal=False, dropout=0.0, scale=None):
         super().__init__()
         self.causal, self.dropout, self.scale = causal, dropout, scale
-        self.past = None  # None: no cache; a list [keys, values] (empty at first) while decoding
+        self.past = None  # None: no cache; [keys, values, length] (empty at first) while decoding
+
+    def remember(self, k, v):
+        """The keys and values of every position so far, the new ones `k`, `v` included."""
+        length = self.past[2] if self.past else 0
+        end = length + k.size(-2)
+        if self.past and end <= self.past[0].size(-2):
+            keys, values = self.past[0], self.past[1]
+        else:  # new buffers, twice as long as what they hold (at least 16 positions)
+            capacity = max(end, 2 * length, 16)
+            keys = k.new_empty(*k.shape[:-2], capacity, k.size(-1))
+            values = v.new_empty(*v.shape[:-2], capacity, v.size(-1))
+            if length:
+                keys[..., :length, :] = self.past[0][..., :length, :]
+                values[..., :length, :] = self.past[1][..., :length, :]
+        keys[..., length:end, :] = k
+        values[..., length:end, :] = v
+        self.past[:] = [keys, values, end]
+        return keys[..., :end, :], values[..., :end, :]
 
     def forward(self, q, k, v, mask=None):
         if self.past is not None:
-            if self.past:
-                k, v = torch.cat([self.past[0], k], dim=-2), torch.cat([self.past[1], v], dim=-2)
-            self.past[:] = [k, v]
+            k, v = self.remember(k, v)
         causal, earlier = self.causal, k.size(-2) - q.size(-2)
         if causal and (mask is not None or earlier):
             # Query i sits at position earlier + i and may see keys up to there.
