@@ -3,6 +3,7 @@
 program = modelspec.load("specs/gpt2.mspec")     # parse + check, or raise SpecError
 diagnostics = modelspec.check("specs/gpt2.mspec")
 table = program.summary("GPT2")
+result = modelspec.train("specs/mlp_digits.mspec", max_steps=100)  # what `mspec train` does
 """
 
 from __future__ import annotations
@@ -119,3 +120,134 @@ def build(
     """
     program = _program(program_or_path)
     return globals()["backend"](backend).build(program, program.model(model).name, **options)
+
+
+# ---- training ---------------------------------------------------------------------------
+# `train` runs a regime in this process; `mspec train` shares its set-up (pick_regime,
+# check_device, plan_run) and adds what only a command has: torchrun, exit codes, the report.
+
+
+class TrainSetupError(ValueError):
+    """A run that cannot start: no such regime (or several and none chosen), a device that
+    cannot train, no run to resume. `setting` names the argument at fault ("regime",
+    "device", "resume", "max_steps", "seed"), or is None when the spec has no regime to run."""
+
+    def __init__(self, message: str, setting: str | None = None):
+        super().__init__(message)
+        self.setting = setting
+
+
+def pick_regime(program: Program, where: str, regime: str | None, choose: str = "`regime=`") -> str:
+    """The name of the train block to run: `regime`, or the only one the spec declares.
+    `where` names the spec in messages; `choose` says how the caller picks a regime."""
+    from modelspec.diagnostics import suggestion
+
+    names = list(program.trains)
+    if regime is not None:
+        if regime not in program.trains:
+            hint = suggestion(regime, names) or ("regimes: " + ", ".join(names) if names else "it declares none")
+            raise TrainSetupError(f"no train regime {regime!r} in {where} ({hint})", "regime")
+        return regime
+    if not names:
+        raise TrainSetupError(f"{where} declares no `train` block")
+    if len(names) > 1:
+        raise TrainSetupError(f"{where} declares several regimes ({', '.join(names)}): choose one with {choose}")
+    return names[0]
+
+
+def check_device(device: str) -> str:
+    """`device` when it is one torch knows, is present here and holds real tensors (a run needs
+    real weights), checked before anything is built."""
+    if device == "cpu":  # the default: no need to import torch to know it
+        return device
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise TrainSetupError(f"{device!r} is not a device (cpu, cuda, cuda:1, ...)", "device") from None
+    if parsed.type == "meta":
+        # Meta tensors have shapes and no data.
+        raise TrainSetupError(f"{device!r} holds no data, and the model needs real weights: use cpu or cuda", "device")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainSetupError(f"{device!r}: no CUDA device is available here", "device")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise TrainSetupError(f"{device!r}: no CUDA device {parsed.index} here ({count} available)", "device")
+    return device
+
+
+def plan_run(program: Program, regime: str, out: Path, resume: str | Path | bool | None = None):
+    """The trainer class for `regime` (GanTrainer when its model is a gan) and the run folder to
+    continue: None for a new run (`resume` None or False), the latest run of the regime in `out`
+    for this very model (`resume=True`), or the folder `resume` names."""
+    from modelspec.train.loop import Options, Trainer, latest_run
+
+    spec = program.trains[regime]
+    trainer_class = Trainer
+    if spec.model.kind == "gan":
+        from modelspec.train.gan import GanTrainer
+
+        trainer_class = GanTrainer
+    if resume is None or resume is False:
+        return trainer_class, None
+    if resume is True:
+        spec_hash = trainer_class(program, spec, Options()).expected_spec_hash()
+        folder = latest_run(out, regime, spec_hash) if spec_hash else None
+        if folder is None:
+            others = " (there are runs of it for another version of the model)" if any(out.glob(f"{regime}-*")) else ""
+            raise TrainSetupError(f"no run of regime {regime!r} of this model in {out} to resume{others}", "resume")
+    else:
+        folder = Path(resume)
+    if not (folder / "config.json").is_file():
+        raise TrainSetupError(f"{folder} is not a run folder (it has no config.json)", "resume")
+    return trainer_class, folder
+
+
+def train(
+    program_or_path: Program | str | Path,
+    regime: str | None = None,
+    *,
+    out: str | Path = "runs",
+    device: str = "cpu",
+    max_steps: int | None = None,
+    resume: str | Path | bool | None = None,
+    seed: int | None = None,
+    tensorboard: bool = False,
+    progress: bool = False,
+):
+    """Run a `train` block in this process, as `mspec train` does, and return its
+    `modelspec.train.loop.RunResult` (folder, step, epoch, last metrics, best, why it stopped).
+
+    `regime` may be left out when the spec declares one; `resume=True` continues the latest
+    run of the regime in `out` for this model, `resume=FOLDER` that run. A `distributed` regime
+    runs in one process here (`mspec train --nproc N` starts several).
+
+    Raises SpecError (the spec has mistakes), TrainSetupError (the arguments) and
+    `modelspec.train.loop.TrainError` (what the run finds: data that does not fit, a NaN loss, ...).
+    """
+    program = _program(program_or_path)
+    name = pick_regime(program, program.files[0] if program.files else "the spec", regime)
+    check_device(device)
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise TrainSetupError(f"max_steps must be a whole number of steps, at least 1 (got {max_steps!r})", "max_steps")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise TrainSetupError(f"seed must be a whole number, at least 0 (got {seed!r})", "seed")
+    out = Path(out)
+    trainer_class, resume_folder = plan_run(program, name, out, resume)
+
+    from modelspec.train.loop import Options
+
+    options = Options(
+        out=out,
+        device=device,
+        max_steps=max_steps,
+        seed=seed,
+        resume=resume_folder,
+        tensorboard=tensorboard,
+        progress=progress,
+    )
+    sources = getattr(program, "_sources", None)  # the texts the run folder keeps a copy of
+    texts = dict(sources.texts) if sources is not None else None
+    return trainer_class(program, program.trains[name], options, sources=texts).run()

@@ -1,5 +1,6 @@
 """Every shipped spec checks cleanly and has the parameter count of its reference."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,18 @@ def test_gpt3_flops_count_attention_quadratic_term():
     long = summarise(program.models["GPT3"], {"tokens": (1, 2048)})
     # Linear layers alone would double; attention's T×T work makes it more than double.
     assert long.forward_flops > 2 * short.forward_flops
+
+
+def test_cnn_regime_learns_the_digits(tmp_path):
+    """specs/cnn.mspec's regime runs on a fresh machine (the digits ship with scikit-learn, as 3×32×32
+    images) and learns: 30 of its steps take the loss well below chance (ln 10 = 2.30)."""
+    from modelspec.train.loop import Options, Trainer
+
+    program = modelspec.load(SPECS / "cnn.mspec")
+    options = Options(out=tmp_path, max_steps=30, progress=False, log_every=1)
+    result = Trainer(program, program.trains["cnn_digits"], options).run()
+    records = [json.loads(line) for line in (result.folder / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert result.step == 30 and len(losses) == 30
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert first > 2.0 and last < 0.5 * first, losses

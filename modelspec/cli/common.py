@@ -54,22 +54,10 @@ def warn_about_plugins(backends: bool = False) -> None:
 
 def device_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """The `--device` callback of `mspec train` and `mspec generate`: a device torch knows that is here and
-    holds real tensors, refused while the options are parsed rather than deep in a run."""
-    if value == "cpu":  # the default: no need to import torch to know it
-        return value
-    import torch
+    holds real tensors (modelspec.api.check_device), refused while the options are parsed rather than deep in a run."""
+    from modelspec.api import TrainSetupError, check_device
 
     try:
-        device = torch.device(value)
-    except (RuntimeError, ValueError):
-        raise click.BadParameter(f"{value!r} is not a device (cpu, cuda, cuda:1, ...)") from None
-    if device.type == "meta":
-        # Meta tensors have shapes and no data: training and sampling need real weights.
-        raise click.BadParameter(f"{value!r} holds no data, and the model needs real weights: use cpu or cuda")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise click.BadParameter(f"{value!r}: no CUDA device is available here")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise click.BadParameter(f"{value!r}: no CUDA device {device.index} here ({count} available)")
-    return value
+        return check_device(value)
+    except TrainSetupError as exc:
+        raise click.BadParameter(str(exc)) from None

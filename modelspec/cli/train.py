@@ -9,20 +9,11 @@ import click
 from modelspec.cli.common import device_option, has_errors, report
 
 
-def pick_regime(program, file: str, regime: str | None) -> str:
-    from modelspec.diagnostics import suggestion
-
-    names = list(program.trains)
-    if regime is not None:
-        if regime not in program.trains:
-            hint = suggestion(regime, names) or ("regimes: " + ", ".join(names) if names else "it declares none")
-            raise click.BadParameter(f"no train regime {regime!r} in {file} ({hint})", param_hint="--regime")
-        return regime
-    if not names:
-        raise click.UsageError(f"{file} declares no `train` block")
-    if len(names) > 1:
-        raise click.UsageError(f"{file} declares several regimes ({', '.join(names)}): choose one with --regime")
-    return names[0]
+def setup_error(exc) -> click.ClickException:
+    """A TrainSetupError as click reports it: the option at fault named, exit status 2."""
+    if exc.setting is None:
+        return click.UsageError(str(exc))
+    return click.BadParameter(str(exc), param_hint="--" + exc.setting.replace("_", "-"))
 
 
 @click.command("train")
@@ -57,38 +48,22 @@ def pick_regime(program, file: str, regime: str | None) -> str:
 )
 def train_command(file, regime, out, device, max_steps, resume, seed, tensorboard, progress, nproc):
     """Train a model as a `train` block of FILE declares."""
-    from modelspec.api import compile_program
+    from modelspec.api import TrainSetupError, compile_program, pick_regime, plan_run
 
     program, diagnostics, sources = compile_program(Path(file))
     if has_errors(diagnostics):
         report(diagnostics, sources)
         raise SystemExit(1)
-    name = pick_regime(program, file, regime)
+    try:
+        name = pick_regime(program, file, regime, choose="--regime")
+        # `--resume` alone comes as "": the latest run
+        trainer_class, resume_folder = plan_run(program, name, out, True if resume == "" else resume)
+    except TrainSetupError as exc:
+        raise setup_error(exc) from None
     spec = program.trains[name]
 
-    from modelspec.train.loop import Options, Trainer, TrainError, latest_run
+    from modelspec.train.loop import Options, TrainError
 
-    trainer_class = Trainer
-    if spec.model.kind == "gan":
-        from modelspec.train.gan import GanTrainer
-
-        trainer_class = GanTrainer
-    resume_folder = None
-    if resume is not None:
-        if resume:
-            resume_folder = Path(resume)
-        else:
-            spec_hash = trainer_class(program, spec, Options()).expected_spec_hash()
-            resume_folder = latest_run(out, name, spec_hash) if spec_hash else None
-        if resume_folder is None:
-            others = " (there are runs of it for another version of the model)" if any(out.glob(f"{name}-*")) else ""
-            raise click.BadParameter(
-                f"no run of regime {name!r} of this model in {out} to resume{others}", param_hint="--resume"
-            )
-        if not (resume_folder / "config.json").is_file():
-            raise click.BadParameter(
-                f"{resume_folder} is not a run folder (it has no config.json)", param_hint="--resume"
-            )
     if nproc > 1:
         raise SystemExit(_launch(nproc, spec, file, name, out, device, max_steps, resume_folder, seed, tensorboard))
     options = Options(

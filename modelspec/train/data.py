@@ -332,9 +332,14 @@ def _digits(args, inputs, base, seed, bounds) -> _Raw:
     if args.size != 8:
         pixels = torch.nn.functional.interpolate(pixels, size=(args.size, args.size), mode="bilinear")
         pixels = pixels.clamp(0.0, 1.0)
-    hint = f"`size={args.size}` gives {args.size}x{args.size} grey images"
+    called = f"digits(size={args.size})"
+    hint = f"`size={args.size}` gives {args.size}x{args.size} grey images; `channels=3` repeats them as RGB"
+    if args.channels == 3:
+        pixels = pixels.repeat(1, 3, 1, 1)  # the same grey values in each channel
+        called = f"digits(size={args.size}, channels=3)"
+        hint = f"`size={args.size}, channels=3` gives 3x{args.size}x{args.size} images"
     return _Raw(
-        inputs=_images(pixels, inputs, f"digits(size={args.size})", bounds, hint),
+        inputs=_images(pixels, inputs, called, bounds, hint),
         fields={"label": torch.from_numpy(digits.target.astype(np.int64))},
         source="sklearn.datasets.load_digits",
         classes=list(range(10)),
@@ -374,16 +379,39 @@ def _synthetic(args, inputs, base, seed, bounds) -> _Raw:
     return _Raw(data, {"label": label}, source=f"synthetic(seed={seed})", classes=list(range(args.classes)))
 
 
+# The first bytes numpy itself tells its formats apart by (numpy.lib.format, numpy.load).
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first entry, or an empty zip's end record
+
+
+def _numpy_kind(p: Path) -> str:
+    """The file's kind by its first bytes: "npy", "npz" (a zip), "empty" or "other". numpy.load reads
+    any other file as a pickle, and with allow_pickle=False refuses it as "pickled (object) data",
+    which is wrong about a text file, so these are told apart before numpy sees them."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+    except OSError as e:
+        raise DataError(f"cannot read {p}: {e.strerror or e}") from e
+    if not head:
+        return "empty"
+    if head.startswith(_NPY_MAGIC):
+        return "npy"
+    return "npz" if head.startswith(_ZIP_MAGICS) else "other"
+
+
 def _load_npy(written: str, base, what: str) -> np.ndarray:
     p = _existing_file(written, base, what)
+    kind = _numpy_kind(p)
+    if kind == "npz":
+        raise DataError(f"{what}: {_shown(written, p)} is a .npz archive, expected one .npy array (use npz(...))")
+    if kind != "npy":
+        empty = " (the file is empty)" if kind == "empty" else ""
+        raise DataError(f"{what}: {_shown(written, p)} is not a .npy file (what numpy.save writes){empty}")
     try:
-        array = np.load(p, allow_pickle=False)
+        return np.load(p, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - numpy raises many kinds
         raise DataError(f"{what}: cannot read {_shown(written, p)} as a .npy array: {e}") from e
-    if not isinstance(array, np.ndarray):
-        array.close()
-        raise DataError(f"{what}: {_shown(written, p)} is a .npz archive, expected one .npy array (use npz(...))")
-    return array
 
 
 def _array_input(array: np.ndarray, name: str, declared: TensorType, what: str, bounds) -> torch.Tensor:
@@ -399,12 +427,16 @@ def _array_input(array: np.ndarray, name: str, declared: TensorType, what: str, 
 def _npz(args, inputs, base, seed, bounds) -> _Raw:
     p = _existing_file(args.path, base, "npz")
     shown = _shown(args.path, p)
+    kind = _numpy_kind(p)
+    if kind == "npy":
+        raise DataError(f"npz: {shown} holds a single array, expected a .npz archive with `{args.x}` and `{args.y}`")
+    if kind != "npz":
+        empty = " (the file is empty)" if kind == "empty" else ""
+        raise DataError(f"npz: {shown} is not a .npz archive (a zip of .npy arrays, what numpy.savez writes){empty}")
     try:
         archive = np.load(p, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - a damaged zip: zipfile and numpy raise many kinds
         raise DataError(f"npz: cannot read {shown} as a .npz archive: {e}") from e
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(f"npz: {shown} holds a single array, expected a .npz archive with `{args.x}` and `{args.y}`")
     with archive:
         keys = list(archive.files)
 
@@ -413,9 +445,17 @@ def _npz(args, inputs, base, seed, bounds) -> _Raw:
                 held = ", ".join(f"`{k}`" for k in keys) or "none"
                 raise DataError(f"npz: {shown} has no array `{key}` ({role}); it holds {held}")
             try:
-                return archive[key]
+                array = archive[key]
             except Exception as e:  # noqa: BLE001
+                if _holds_objects(archive, key):
+                    raise DataError(
+                        f"npz: array `{key}` of {shown} holds Python objects (pickled), "
+                        "which are never unpickled: save it as numbers"
+                    ) from e
                 raise DataError(f"npz: cannot read array `{key}` of {shown}: {e}") from e
+            if not isinstance(array, np.ndarray):  # numpy hands back the raw bytes of a member that is no .npy
+                raise DataError(f"npz: `{key}` of {shown} is not a .npy array")
+            return array
 
         data = {}
         if len(inputs) > 1:  # one array per model input, by name
@@ -430,6 +470,19 @@ def _npz(args, inputs, base, seed, bounds) -> _Raw:
         raise DataError(f"npz: array `{args.y}` of {shown} is a single value, expected one label per sample")
     _same_length({**{k: len(v) for k, v in data.items()}, args.y: len(y)}, shown)
     return _Raw(data, {"label": _labels(y, f"npz: array `{args.y}` of {shown}")}, source=str(p))
+
+
+def _holds_objects(archive, key: str) -> bool:
+    """Whether member `key` of an npz archive is an object array (numpy stores those pickled)."""
+    from numpy.lib import format as npy_format
+
+    try:
+        with archive.zip.open(f"{key}.npy") as f:
+            version = npy_format.read_magic(f)
+            read = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            return read(f)[2].hasobject
+    except Exception:  # noqa: BLE001 - unreadable header: the caller reports numpy's own reason
+        return False
 
 
 def _same_length(lengths: dict[str, int], where: str) -> None:

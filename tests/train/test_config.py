@@ -103,7 +103,7 @@ def test_minimal_regime():
     assert spec.data == ComponentSpec(
         kind="dataset",
         name="digits",
-        args={"batch": 64, "split": 0.8, "shuffle": True, "size": 8, "workers": 0, "scale": "unit"},
+        args={"batch": 64, "split": 0.8, "shuffle": True, "size": 8, "workers": 0, "scale": "unit", "channels": 1},
     )
     assert spec.loss.name == "cross_entropy"
     assert spec.loss.inputs == ["logits", "label"]

@@ -92,6 +92,19 @@ def test_digits_scales():
     assert set(bundle.info["normalize"]) == {"mean", "std"}
 
 
+def test_digits_as_three_channels():
+    """`channels=3` repeats the grey image, for models made for RGB (the shipped CNN)."""
+    grey = load("digits", {"image": "float[B, 1, 32, 32]"}, size=32).train.tensors["image"]
+    rgb = load("digits", {"image": "float[B, 3, 32, 32]"}, size=32, channels=3).train.tensors["image"]
+    assert rgb.shape == (len(grey), 3, 32, 32)
+    assert all(torch.equal(rgb[:, c], grey[:, 0]) for c in range(3))
+    with pytest.raises(DataError) as e:
+        load("digits", {"image": "float[B, 3, 32, 32]"}, size=32)
+    assert "[1, 32, 32]" in error(e) and "`channels=3` repeats them" in error(e)
+    with pytest.raises(ValueError, match="`channels` must be 1 .* or 3"):
+        data("digits", channels=2)
+
+
 def test_digits_that_do_not_fit_the_input():
     with pytest.raises(DataError) as e:
         load("digits", IMAGE)  # size 8
@@ -175,8 +188,15 @@ def test_npz_errors(tmp_path):
     with pytest.raises(DataError, match="no such file `missing.npz`"):
         load("npz", inputs, path="missing.npz", base=tmp_path)
     (tmp_path / "text.npz").write_text("not an archive")
-    with pytest.raises(DataError, match="cannot read .*text.npz.* as a .npz archive"):
+    with pytest.raises(DataError, match=r"text.npz` is not a .npz archive \(a zip of .npy arrays") as e:
         load("npz", inputs, path=str(tmp_path / "text.npz"))
+    assert "pickled" not in error(e)  # numpy's own reason, wrong about a text file
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(DataError, match=r"is not a .npz archive .*\(the file is empty\)"):
+        load("npz", inputs, path=str(tmp_path / "empty.npz"))
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 and then nothing of a zip")
+    with pytest.raises(DataError, match="cannot read .*broken.npz.* as a .npz archive"):
+        load("npz", inputs, path=str(tmp_path / "broken.npz"))
     np.save(tmp_path / "single.npy", np.zeros((4, 3)))
     with pytest.raises(DataError, match="holds a single array, expected a .npz archive"):
         load("npz", inputs, path=str(tmp_path / "single.npy"))
@@ -198,6 +218,20 @@ def test_npz_errors(tmp_path):
         load("npz", inputs, path=str(tmp_path / "strings.npz"))
 
 
+def test_npz_of_objects_or_of_other_files(tmp_path):
+    """A zip is a .npz archive, but its arrays may be pickled objects (never unpickled) or no arrays at all."""
+    import zipfile
+
+    inputs = {"x": "float[B, 3]"}
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}, None, 2, 3], dtype=object), y=np.zeros(4))
+    with pytest.raises(DataError, match="array `x` of .*objects.npz.* holds Python objects .*never unpickled"):
+        load("npz", inputs, path=str(tmp_path / "objects.npz"))
+    with zipfile.ZipFile(tmp_path / "other.npz", "w") as archive:
+        archive.writestr("x.npy", b"not an array")
+    with pytest.raises(DataError, match="`x` of .*other.npz.* is not a .npy array"):
+        load("npz", inputs, path=str(tmp_path / "other.npz"))
+
+
 def test_npy(tmp_path):
     np.save(tmp_path / "x.npy", np.random.default_rng(0).random((10, 2, 3)))
     np.save(tmp_path / "y.npy", np.arange(10))
@@ -210,6 +244,10 @@ def test_npy(tmp_path):
         load("npy", {"x": "float[B, 3]"}, x_path="both.npz", base=tmp_path, batch=2)
     with pytest.raises(DataError, match="no such file `nope.npy`"):
         load("npy", {"x": "float[B, 3]"}, x_path="x.npy", y_path="nope.npy", base=tmp_path, batch=2)
+    (tmp_path / "text.npy").write_text("1, 2, 3")
+    with pytest.raises(DataError, match=r"text.npy\) is not a .npy file") as e:
+        load("npy", {"x": "float[B, 3]"}, x_path="text.npy", base=tmp_path, batch=2)
+    assert "pickled" not in error(e)
 
 
 # ---- csv -----------------------------------------------------------------------------
