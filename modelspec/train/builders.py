@@ -40,10 +40,11 @@ receives and returns, per kind:
 Conventions:
 
 - Parameter groups. A parameter is left out of weight decay when one of the
-  optimizer's `no_decay` patterns is a substring of its dotted name
-  (case-sensitive): `bias` matches `fc1.bias`; `norm` matches
-  `h.0.layernorm.weight` but not `h.0.ln_1.weight`; `ln_f.weight` matches
-  only that parameter. Parameters that do not require gradients (frozen) are
+  optimizer's `no_decay` patterns is a substring of its dotted name or of the
+  kind of layer that holds it (its module's class name in lower case;
+  case-sensitive): `bias` matches `fc1.bias`; `norm` matches
+  `h.0.layernorm.weight` and, held by a LayerNorm, `h.0.ln_1.weight`;
+  `ln_f.weight` matches only that parameter. Parameters that do not require gradients (frozen) are
   not given to the optimizer, and a parameter listed twice (tied weights) is
   optimised once, under its first name.
 - Schedules count optimizer steps: call `scheduler.step()` after each
@@ -151,19 +152,35 @@ def _resolve(spec: ComponentSpec, kind: str, registry) -> tuple[Component, Compo
 # ---- optimizers ----------------------------------------------------------------------
 
 
-def no_decay_match(name: str, patterns: Iterable[str]) -> bool:
+def no_decay_match(name: str, patterns: Iterable[str], kind: str = "") -> bool:
     """Whether parameter `name` (dotted) is exempt from weight decay: one of
-    `patterns` is a substring of it."""
-    return any(pattern in name for pattern in patterns)
+    `patterns` is a substring of it, or of `kind`, the kind of layer that holds
+    it (its module's class name in lower case: `layernorm`, `batchnorm2d`,
+    `rmsnorm`, `embedding`), so that `norm` finds every normalisation layer
+    whatever the spec calls it (`ln_1`)."""
+    return any(pattern in name or pattern in kind for pattern in patterns)
+
+
+def layer_kinds(module: nn.Module) -> dict[str, str]:
+    """Each parameter's dotted name -> the kind of layer that holds it (see `no_decay_match`)."""
+    return {
+        f"{prefix}.{name}" if prefix else name: type(holder).__name__.lower()
+        for prefix, holder in module.named_modules()
+        for name, _ in holder.named_parameters(recurse=False)
+    }
 
 
 def param_groups(
-    named_parameters: Iterable[tuple[str, nn.Parameter]], no_decay: Iterable[str] = ()
+    named_parameters: Iterable[tuple[str, nn.Parameter]],
+    no_decay: Iterable[str] = (),
+    kinds: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """torch parameter groups: the decayed parameters, then (when any) those
-    matching `no_decay` with `weight_decay` 0. Frozen parameters are left out,
-    repeated (tied) ones kept once. Raises ValueError when nothing is trainable."""
+    matching `no_decay` (by name, or by the kind of layer in `kinds`) with
+    `weight_decay` 0. Frozen parameters are left out, repeated (tied) ones kept
+    once. Raises ValueError when nothing is trainable."""
     patterns = tuple(no_decay)
+    kinds = kinds or {}
     seen: set[int] = set()
     decay: list[nn.Parameter] = []
     exempt: list[nn.Parameter] = []
@@ -171,7 +188,7 @@ def param_groups(
         if not param.requires_grad or id(param) in seen:
             continue
         seen.add(id(param))
-        (exempt if no_decay_match(name, patterns) else decay).append(param)
+        (exempt if no_decay_match(name, patterns, kinds.get(name, "")) else decay).append(param)
     groups: list[dict[str, Any]] = []
     if decay:
         groups.append({"params": decay})
@@ -183,12 +200,16 @@ def param_groups(
 
 
 def make_optimizer(
-    spec: ComponentSpec, named_parameters: Iterable[tuple[str, nn.Parameter]], registry=None
+    spec: ComponentSpec,
+    named_parameters: Iterable[tuple[str, nn.Parameter]],
+    registry=None,
+    kinds: Mapping[str, str] | None = None,
 ) -> torch.optim.Optimizer:
     """The optimizer `spec` declares over `named_parameters` (as
-    `module.named_parameters()` yields them), grouped by `no_decay`."""
+    `module.named_parameters()` yields them), grouped by `no_decay` (matched
+    against names, and against the layer kinds of `layer_kinds(module)`)."""
     component, args = _resolve(spec, "optimizer", registry)
-    groups = param_groups(named_parameters, getattr(args, "no_decay", ()))
+    groups = param_groups(named_parameters, getattr(args, "no_decay", ()), kinds)
     return runtime(component)(args, groups)
 
 

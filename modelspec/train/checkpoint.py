@@ -25,7 +25,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ FORMAT = 1
 PREFIX = "step-"
 TMP_PREFIX = ".tmp-"
 OLD_PREFIX = ".tmp-old-"  # a checkpoint moved aside while another of its step replaces it
+REFUSED = "refused"  # the folder, inside checkpoints/, of the checkpoints a resume refused
 
 
 class CheckpointError(Exception):
@@ -242,7 +243,9 @@ def save(
 
 
 def prune(folder: Path, keep: int | None, protect: set[Path] = frozenset()) -> None:
-    """Keep the newest `keep` checkpoints (and those in `protect`)."""
+    """Keep the newest `keep` checkpoints (by step) and those in `protect`: the caller protects
+    the checkpoint it just wrote and the best one, which a stale checkpoint of a higher step
+    would otherwise push out of the newest `keep`."""
     if keep is None:
         return
     found = checkpoints(folder)
@@ -252,6 +255,24 @@ def prune(folder: Path, keep: int | None, protect: set[Path] = frozenset()) -> N
             doomed = folder / f"{TMP_PREFIX}pruned-{path.name}-{os.getpid()}"
             path.rename(doomed)
             shutil.rmtree(doomed, ignore_errors=True)
+
+
+def set_aside(folder: Path, paths: list[Path]) -> list[Path]:
+    """Move checkpoints `paths` of `folder` (refused ones) into `folder/refused/`, each under a
+    name not taken there, and return where they went: out of the list that resuming, pruning and
+    step numbering read, and never deleted (they are the user's data, damaged or not)."""
+    aside = folder / REFUSED
+    moved = []
+    for path in paths:
+        aside.mkdir(exist_ok=True)
+        target, k = aside / path.name, 1
+        while target.exists():
+            target, k = aside / f"{path.name}-{k}", k + 1
+        path.rename(target)
+        moved.append(target)
+    if moved:
+        _fsync_dir(folder)
+    return moved
 
 
 def clean_temporary(folder: Path) -> None:
@@ -284,7 +305,12 @@ def checkpoints(folder: Path) -> list[Path]:
     found = [
         p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX) :].isdigit()
     ]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+    return sorted(found, key=step_of)
+
+
+def step_of(path: Path) -> int:
+    """The step of checkpoint folder `path` (`step-00001200`: 1200)."""
+    return int(path.name[len(PREFIX) :])
 
 
 def read_meta(path: Path, spec_hash: str | None) -> dict:
@@ -352,10 +378,12 @@ def latest_valid(folder: Path, spec_hash: str) -> tuple[Path | None, list[str]]:
     return None, refused
 
 
-def load_weights(path: Path, model: torch.nn.Module) -> tuple[list[str], list[str]]:
+def load_weights(path: Path, model: torch.nn.Module, skip: Iterable[str] = ()) -> tuple[list[str], list[str]]:
     """Weights for fine-tuning (`init`) or a teacher: a checkpoint folder, a
     .safetensors file, or a PyTorch file read with `weights_only=True` (a pickle
-    that carries code is refused, never run). Returns (missing, unexpected) keys."""
+    that carries code is refused, never run). The weights of the modules named
+    in `skip` (a new head, of any shape) are left out. Returns (missing,
+    unexpected) keys; a tied parameter loaded under one of its names is not missing."""
     if path.is_dir():
         if (path / "state.json").is_file():
             read_meta(path, None)  # a checkpoint folder: its files must match their recorded hashes
@@ -364,17 +392,32 @@ def load_weights(path: Path, model: torch.nn.Module) -> tuple[list[str], list[st
         raise CheckpointError(f"{path}: does not exist")
     if path.suffix == ".safetensors":
         try:
-            missing, unexpected = load_model(model, str(path), strict=False)
-            return sorted(missing), list(unexpected)
+            state = load_file(str(path))
         except (SafetensorError, OSError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: cannot be loaded ({exc})") from None
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # UnpicklingError for anything but plain tensors and containers
+            raise CheckpointError(f"{path}: refused: not a plain weights file ({type(exc).__name__})") from None
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"{path}: refused: not a mapping of names to tensors")
+    skip = tuple(skip)
+    state = {k: v for k, v in state.items() if not any(k == s or k.startswith(s + ".") for s in skip)}
+    holders = model.state_dict(keep_vars=True)
+    clashes = [k for k, v in state.items() if k in holders and v.shape != holders[k].shape]
+    if clashes:
+        k = clashes[0]
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise CheckpointError(
+            f"{path}: `{k}` is {list(state[k].shape)} there but {list(holders[k].shape)} in this model{more}"
+        )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError for anything but plain tensors and containers
-        raise CheckpointError(f"{path}: refused: not a plain weights file ({type(exc).__name__})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: refused: not a mapping of names to tensors")
-    result = model.load_state_dict(state, strict=False)
-    return list(result.missing_keys), list(result.unexpected_keys)
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: cannot be loaded ({exc})") from None
+    loaded = {id(holders[k]) for k in state if k in holders}
+    missing = sorted(k for k in result.missing_keys if id(holders[k]) not in loaded)
+    return missing, list(result.unexpected_keys)

@@ -137,8 +137,10 @@ class Component:
 
 
 class OptimizerArgs(ComponentArgs):
-    """Every optimizer also takes `no_decay`: parameter-name patterns ("bias",
-    "norm") whose parameters form a group with weight_decay 0."""
+    """Every optimizer also takes `no_decay`: patterns ("bias", "norm") matched
+    against each parameter's dotted name and the kind of layer that holds it
+    (`layernorm`, `batchnorm2d`, ...); the parameters they match form a group
+    with weight_decay 0."""
 
     @model_validator(mode="after")
     def _no_decay_needs_decay(self):
@@ -350,6 +352,13 @@ class DigitsArgs(ComponentArgs):
     size: PositiveInt = 8  # images are resized to size x size
     workers: NonNegativeInt = 0
     scale: ImageScale = "unit"
+    channels: PositiveInt = 1  # 3: the grey image repeated, for models made for RGB images
+
+    @model_validator(mode="after")
+    def _channels(self):
+        if self.channels not in (1, 3):
+            raise out_of_range("channels", "`channels` must be 1 (grey) or 3 (the grey image repeated, as RGB)")
+        return self
 
 
 class SyntheticArgs(ComponentArgs):

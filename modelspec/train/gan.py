@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from modelspec.train import checkpoint as ckpt
-from modelspec.train.loop import Progress, Trainer, TrainError, _outputs, torch_build
+from modelspec.train.loop import Progress, Trainer, TrainError, _outputs, restoring, torch_build
 
 
 def _single_output(model_ir, result) -> torch.Tensor:
@@ -37,7 +37,7 @@ class GanTrainer(Trainer):
         return ckpt.ir_hash(self.program.models[gan.generator]) + ckpt.ir_hash(self.program.models[gan.discriminator])
 
     def prepare(self) -> None:
-        from modelspec.train.builders import make_loss, make_optimizer, make_schedule
+        from modelspec.train.builders import layer_kinds, make_loss, make_optimizer, make_schedule
         from modelspec.train.data import DataError, input_bounds, make_data, make_loaders
 
         build = torch_build()
@@ -85,7 +85,7 @@ class GanTrainer(Trainer):
             self.total_steps = min(self.total_steps, self.options.max_steps)
         for role, module in (("generator", self.generator), ("discriminator", self.discriminator)):
             spec = self.regime.optimizer[role] if isinstance(self.regime.optimizer, dict) else self.regime.optimizer
-            self.optimizers[role] = make_optimizer(spec, list(module.named_parameters()))
+            self.optimizers[role] = make_optimizer(spec, list(module.named_parameters()), kinds=layer_kinds(module))
             schedule = self.regime.schedule
             schedule = schedule.get(role) if isinstance(schedule, dict) else schedule
             try:
@@ -117,11 +117,15 @@ class GanTrainer(Trainer):
         path, refused = ckpt.latest_valid(self.checkpoints, self.spec_hash)
         if path is None:
             return 0, 0, 0, refused
-        state = ckpt.load(path, self.model, self.spec_hash)
+        with restoring(path, "weights"):
+            state = ckpt.load(path, self.model, self.spec_hash)
         for role in self.optimizers:
-            self.optimizers[role].load_state_dict(state.optimizers[role])
-            self.schedules[role].load_state_dict(state.schedulers[role])
-        ckpt.restore_rng(state.rng)
+            with restoring(path, f"{role}'s optimizer state"):
+                self.optimizers[role].load_state_dict(state.optimizers[role])
+            with restoring(path, f"{role}'s schedule state"):
+                self.schedules[role].load_state_dict(state.schedulers[role])
+        with restoring(path, "training state"):
+            ckpt.restore_rng(state.rng)
         self.last_metrics = state.extra.get("metrics", {})
         self.restored_log_bytes = state.log_bytes
         return state.step, state.epoch, state.batch, refused

@@ -25,6 +25,7 @@ import math
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,124 @@ def _write_json(path: Path, data: Any) -> None:
     write_atomically(path, json.dumps(data, indent=2))
 
 
+def _copy_sources(sources: dict[str, str], folder: Path) -> None:
+    """The exact text of every spec file a run used, numbered in load order."""
+    folder.mkdir()
+    for i, (file, text) in enumerate(sources.items()):
+        (folder / f"{i:02d}-{Path(file).name}").write_text(text, encoding="utf-8")
+
+
+_LENGTH = ("epochs", "steps")  # the regime's length: the one setting a resumed run may change (grow)
+
+
+def _spec_text(value: Any) -> str:
+    """A resolved regime setting as a spec writes it: `sgd(lr=0.05, momentum=0.9)`, `32`, `true`
+    (a component's arguments left unset, None, are left out)."""
+    if isinstance(value, dict):
+        if isinstance(value.get("args"), dict) and "kind" in value and "name" in value:  # a component
+            args = [f"{k}={_spec_text(v)}" for k, v in value["args"].items() if v is not None]
+            return f"{value['name']}({', '.join([*value.get('inputs', []), *args])})"
+        return "{" + ", ".join(f"{k}: {_spec_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_spec_text(v) for v in value) + "]"
+    return "none" if value is None else spec_literal(value)
+
+
+def _setting(key: str, value: Any) -> str:
+    return f"no {key}" if value is None else f"{key} {_spec_text(value)}"
+
+
+def _length_text(regime: dict) -> str:
+    return f"steps {regime['steps']}" if regime.get("steps") else f"epochs {regime.get('epochs')}"
+
+
+def _narrowed(old: Any, new: Any) -> tuple[Any, Any]:
+    """Two calls of the same component with only the arguments that differ (`sgd(lr=0.05)` and
+    `sgd(lr=0.1)`: the message shows what changed); anything else as it is."""
+    if not all(isinstance(v, dict) and isinstance(v.get("args"), dict) for v in (old, new)):
+        return old, new
+    if {k: v for k, v in old.items() if k != "args"} != {k: v for k, v in new.items() if k != "args"}:
+        return old, new
+    changed = [k for k in {**old["args"], **new["args"]} if old["args"].get(k) != new["args"].get(k)]
+    return tuple({**v, "args": {k: v["args"][k] for k in changed if k in v["args"]}} for v in (old, new))
+
+
+def _with_current_defaults(regime: dict) -> dict:
+    """A run's recorded regime with the settings and component arguments it lacks filled in
+    with their defaults as installed now: one added since (`digits(channels=1)`) is no
+    difference. What no longer parses is kept as recorded (and so differs)."""
+    from modelspec.train.config import ComponentSpec
+
+    def filled(value: Any) -> Any:
+        if isinstance(value, dict):
+            if isinstance(value.get("args"), dict) and isinstance(value.get("kind"), str) and "name" in value:
+                try:
+                    spec = ComponentSpec(kind=value["kind"], name=value["name"], args=value["args"])
+                    return {**value, "args": {**spec.parsed().model_dump(mode="json"), **value["args"]}}
+                except Exception:  # unknown now, or its arguments no longer parse (a plugin's too)
+                    return value
+            return {k: filled(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [filled(v) for v in value]
+        return value
+
+    try:  # only what is missing is filled in: what was recorded is compared as recorded
+        regime = {**json.loads(TrainSpec.model_validate(regime).model_dump_json()), **regime}
+    except ValueError:  # pydantic's ValidationError: a setting no longer known, kept as recorded
+        pass
+    return filled(regime)
+
+
+def _follows_length(spec, rates: list[float], old: int, new: int) -> bool:
+    """Whether schedule `spec` gives other rates in a run of `new` steps than in one of `old`
+    steps: both built on throwaway optimizers with `rates` and compared step by step over the
+    longer run (a checkpoint restores the old one's state, so such a schedule cannot be extended)."""
+    from modelspec.train.builders import make_schedule
+
+    runs = []
+    for total in (old, new):
+        optimizer = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": lr} for lr in rates])
+        try:
+            runs.append((optimizer, make_schedule(spec, optimizer, total)))
+        except Exception:  # not buildable for one of the lengths (a plugin's too): it depends on it
+            return True
+    (short, short_schedule), (long, long_schedule) = runs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a schedule stepped without its optimizer stepping
+        for _ in range(max(old, new)):
+            if [g["lr"] for g in short.param_groups] != [g["lr"] for g in long.param_groups]:
+                return True
+            try:
+                short_schedule.step()
+                long_schedule.step()
+            except Exception:  # e.g. onecycle stepped past the shorter run's end
+                return True
+    return False
+
+
+@contextlib.contextmanager
+def restoring(path: Path, what: str):
+    """A failure to load `what` from checkpoint `path` (one that passed validation: its state
+    does not fit this regime's objects) as a TrainError naming the checkpoint."""
+    try:
+        yield
+    except ckpt.CheckpointError as exc:
+        raise TrainError(f"cannot resume from {path}: {exc}") from None
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+        raise TrainError(
+            f"cannot resume from {path}: its {what} does not fit this regime ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def summary_writer():
+    """TensorBoard's SummaryWriter class, or a TrainError naming the package to install."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise TrainError("--tensorboard needs the `tensorboard` package: pip install tensorboard") from exc
+    return SummaryWriter
+
+
 class MetricsLog:
     """`metrics.jsonl`: one JSON object per line, appended and flushed."""
 
@@ -131,15 +250,25 @@ class MetricsLog:
         self.handle = open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115 - close()
         self.writer = None
         if tensorboard_dir is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as exc:
-                raise TrainError("--tensorboard needs the `tensorboard` package: pip install tensorboard") from exc
-            self.writer = SummaryWriter(str(tensorboard_dir))
+            self.writer = summary_writer()(str(tensorboard_dir))
 
     def size(self) -> int | None:
         """Bytes written so far (every line is flushed as it is written)."""
         return self.handle.tell() if self.handle is not None else None
+
+    def set_aside(self) -> Path | None:
+        """Rename the log written so far to `metrics.jsonl.before-restart` (or `…-2`, … when taken)
+        and go on in an empty one: a run that starts over keeps its earlier history. Returns where
+        it went (None: there was nothing to keep)."""
+        if self.handle is None or not self.path.stat().st_size:
+            return None
+        self.handle.close()
+        target, k = self.path.with_name(f"{self.path.name}.before-restart"), 2
+        while target.exists():
+            target, k = self.path.with_name(f"{self.path.name}.before-restart-{k}"), k + 1
+        self.path.rename(target)
+        self.handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        return target
 
     def truncate(self, size: int | None) -> None:
         """Keep the first `size` bytes (None or 0: none), atomically: the lines a resumed run
@@ -223,7 +352,14 @@ class Trainer:
 
     def prepare(self) -> None:
         self.join_processes()
-        from modelspec.train.builders import make_loss, make_metric, make_optimizer, make_regularizer, make_schedule
+        from modelspec.train.builders import (
+            layer_kinds,
+            make_loss,
+            make_metric,
+            make_optimizer,
+            make_regularizer,
+            make_schedule,
+        )
         from modelspec.train.data import (
             DataError,
             check_vocabulary,
@@ -276,7 +412,7 @@ class Trainer:
         self.training_mode = False  # whether the model is in train mode with its frozen layers in eval mode
         parameters = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.trainable = [p for _, p in parameters]  # what clip_grad clips
-        self.optimizer = make_optimizer(self.regime.optimizer, parameters)
+        self.optimizer = make_optimizer(self.regime.optimizer, parameters, kinds=layer_kinds(self.model))
         try:
             self.batches_per_epoch = len(self.loaders()[0])
         except DataError as exc:
@@ -366,11 +502,12 @@ class Trainer:
         if not path.is_absolute() and base is not None and not path.exists():
             path = base / path
         try:
-            missing, unexpected = ckpt.load_weights(path, self.model)
+            # a new head's weights are not read: it may have another shape (other classes)
+            missing, unexpected = ckpt.load_weights(path, self.model, skip=self.regime.reinit)
         except ckpt.CheckpointError as exc:
             raise TrainError(f"init: {exc}") from None
-        fresh = set(self.regime.reinit)
-        missing = [k for k in missing if k.split(".")[0] not in fresh]
+        fresh = tuple(self.regime.reinit)
+        missing = [k for k in missing if not any(k == f or k.startswith(f + ".") for f in fresh)]
         if missing or unexpected:
             raise TrainError(
                 f"init: {path} does not fit model `{self.model_ir.name}`"
@@ -421,6 +558,8 @@ class Trainer:
             self.log = MetricsLog(None)
 
     def open_main_folder(self) -> None:
+        if self.options.tensorboard:
+            summary_writer()  # checked before the run folder is made or touched: a refusal leaves nothing behind
         if self.options.resume is not None:
             self.folder = Path(self.options.resume)
             try:
@@ -435,13 +574,10 @@ class Trainer:
                     f"{self.folder} is a run of another model (its spec differs from this one); "
                     "nothing in it was changed"
                 )
+            self.longer = self.check_resumable(config)
         else:
             self.folder = new_run_folder(self.options.out, self.regime.name)
-            spec_dir = self.folder / "spec"
-            spec_dir.mkdir()
-            for i, (file, text) in enumerate(self.sources.items()):
-                target = spec_dir / f"{i:02d}-{Path(file).name}"
-                target.write_text(text, encoding="utf-8")
+            _copy_sources(self.sources, self.folder / "spec")
             _write_json(
                 self.folder / "config.json",
                 {
@@ -465,6 +601,94 @@ class Trainer:
                 shutil.rmtree(leftover, ignore_errors=True)
         board = self.folder / "tensorboard" if self.options.tensorboard else None
         self.log = MetricsLog(self.folder / "metrics.jsonl", board)
+
+    def check_resumable(self, config: dict) -> tuple[dict, int, int] | None:
+        """Refuse to resume the run of `config` under another regime than the one it was trained
+        with, or another seed (the data order): a TrainError naming what differs, before anything
+        in the run folder changes. Only the length may change, and only grow (training longer),
+        when no schedule depends on it. Returns (config, its steps, the spec's steps) when the
+        length changes (`record_longer` records it once the checkpoint is restored), else None."""
+        run = config.get("regime")
+        if not isinstance(run, dict):
+            raise TrainError(f"{self.folder} is not a run folder to resume (its config.json has no regime)")
+        now = json.loads(self.regime.model_dump_json())
+        run = _with_current_defaults(run)
+        extended = config.get("extended")
+        last = extended[-1] if isinstance(extended, list) and extended else None
+        copy = last.get("spec", "spec") if isinstance(last, dict) else "spec"
+        fix = (
+            f"resume with the spec the run used (its copy is in {self.folder / copy}) or start a new run; "
+            "nothing in the run folder was changed"
+        )
+        # The seed is compared as the run used it (--seed overrides the regime's), the length below.
+        differing = [k for k in {**run, **now} if k not in ("seed", *_LENGTH) and run.get(k) != now.get(k)]
+        if differing:
+            differing += [k for k in _LENGTH if run.get(k) != now.get(k)]  # all that differs, named at once
+            pairs = [_narrowed(run.get(k), now.get(k)) for k in differing]
+            was = ", ".join(_setting(k, old) for k, (old, _) in zip(differing, pairs))
+            says = ", ".join(_setting(k, new) for k, (_, new) in zip(differing, pairs))
+            raise TrainError(f"{self.folder} was trained with {was}; the spec now says {says}: {fix}")
+        seed = config.get("seed")
+        if isinstance(seed, int) and seed != self.seed:
+            why = "the data order would change"
+            if self.options.seed is not None:
+                raise TrainError(
+                    f"{self.folder} was trained with seed {seed}, not --seed {self.seed}: {why}; "
+                    f"resume without --seed or with --seed {seed}"
+                )
+            raise TrainError(
+                f"{self.folder} was trained with seed {seed}, but this resume would use seed {self.seed} "
+                f"(from the spec): {why}; resume with --seed {seed}"
+            )
+        if all(run.get(k) == now.get(k) for k in _LENGTH):
+            return None
+        steps, epochs = run.get("steps"), run.get("epochs")
+        old = steps or (epochs * self.steps_per_epoch if isinstance(epochs, int) else None)
+        new = self.regime_steps
+        lengths = f"{_length_text(run)} ({old} steps); the spec now says {_length_text(now)} ({new} steps)"
+        if not isinstance(old, int) or new < old:
+            raise TrainError(
+                f"{self.folder} was trained for {lengths}: a run cannot be resumed shorter (to stop it "
+                f"earlier, use --max-steps); {fix}"
+            )
+        schedule = self.schedule_following_length(old, new)
+        if schedule is not None:
+            raise TrainError(
+                f"{self.folder} was trained for {lengths}, but its schedule {schedule} spans the "
+                "regime's whole length, so a longer run has other rates from the start (a run can "
+                f"be made longer only when no schedule depends on its length): {fix}"
+            )
+        return config, old, new
+
+    def schedule_following_length(self, old: int, new: int) -> str | None:
+        """The first declared schedule whose rates in a run of `new` steps are not those in a run
+        of `old` steps (as the spec writes it), or None."""
+        optimizers = getattr(self, "optimizers", None) or {"main": self.optimizer}  # a gan's: one per role
+        declared = self.regime.schedule
+        for role, optimizer in optimizers.items():
+            spec = declared.get(role) if isinstance(declared, dict) else declared
+            rates = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
+            if spec is not None and _follows_length(spec, rates, old, new):
+                return _spec_text(json.loads(spec.model_dump_json()))
+        return None
+
+    def record_longer(self, config: dict, old: int, new: int) -> None:
+        """A run resumed to train longer: config.json takes the new length, keeping the old one in
+        its `extended` list, and the spec used now is copied beside the first one."""
+        extended = config.get("extended") if isinstance(config.get("extended"), list) else []
+        copy, k = self.folder / f"spec-extended-{len(extended) + 1}", len(extended) + 2
+        while copy.exists():
+            copy, k = self.folder / f"spec-extended-{k}", k + 1
+        _copy_sources(self.sources, copy)
+        run, now = config["regime"], json.loads(self.regime.model_dump_json())
+        lengths = {k: now.get(k) for k in _LENGTH}
+        entry = {"from": {k: run.get(k) for k in _LENGTH}, "to": lengths, "steps": [old, new], "spec": copy.name}
+        config = {**config, "regime": {**run, **lengths}, "extended": [*extended, entry]}
+        _write_json(self.folder / "config.json", config)
+        self.note(
+            f"training longer: {_length_text(run)} -> {_length_text(now)} ({old} -> {new} steps); "
+            f"config.json records it, and the spec used now is copied to {copy}"
+        )
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -518,7 +742,8 @@ class Trainer:
             hook=self.options.checkpoint_hook,
             metadata=metadata,
         )
-        ckpt.prune(self.checkpoints, self.regime.keep, protect={self.best_path} if self.best_path else set())
+        # The new checkpoint is protected too: `prune` keeps the highest steps, which need not include it
+        ckpt.prune(self.checkpoints, self.regime.keep, protect={path, self.best_path} - {None})
         self.saved = (key, path)
         return path
 
@@ -528,19 +753,24 @@ class Trainer:
             return 0, 0, 0, refused
         if self.sharded:  # every process reads the full tensors and keeps its shard
             weights: dict[str, torch.Tensor] = {}
-            state = ckpt.load(path, weights.update, self.spec_hash)
-            distributed.load_full_state(self.model, weights, self.aliases, self.optimizer, state.optimizers["main"])
+            with restoring(path, "weights or optimizer state"):
+                state = ckpt.load(path, weights.update, self.spec_hash)
+                distributed.load_full_state(self.model, weights, self.aliases, self.optimizer, state.optimizers["main"])
         else:
-            state = ckpt.load(path, self.model, self.spec_hash)
-            self.optimizer.load_state_dict(state.optimizers["main"])
+            with restoring(path, "weights"):
+                state = ckpt.load(path, self.model, self.spec_hash)
+            with restoring(path, "optimizer state"):
+                self.optimizer.load_state_dict(state.optimizers["main"])
         if self.schedule is not None and "main" in state.schedulers:
-            self.schedule.load_state_dict(state.schedulers["main"])
-        ckpt.restore_rng(state.rng)
-        self.best = state.extra.get("best")
-        self.stale = state.extra.get("stale", 0)
-        self.last_stop_value = state.extra.get("stop_value")
-        self.last_metrics = state.extra.get("metrics", {})
-        self.load_window(state.extra.get("window"))
+            with restoring(path, "schedule state"):
+                self.schedule.load_state_dict(state.schedulers["main"])
+        with restoring(path, "training state"):
+            ckpt.restore_rng(state.rng)
+            self.best = state.extra.get("best")
+            self.stale = state.extra.get("stale", 0)
+            self.last_stop_value = state.extra.get("stop_value")
+            self.last_metrics = state.extra.get("metrics", {})
+            self.load_window(state.extra.get("window"))
         self.restored_log_bytes = state.log_bytes
         return state.step, state.epoch, state.batch, refused
 
@@ -750,25 +980,56 @@ class Trainer:
         self.last_metrics: dict[str, float] = {}
         self.saved: tuple[tuple, Path] | None = None
         self.reset_window()
+        self.longer = None  # (config, steps, steps now) when a resume trains the run longer
         self.open_folder()
-        if getattr(self, "dist_note", None):
-            self.note(self.dist_note)
         step, epoch, position = 0, 0, 0
         if self.options.resume is not None:
             self.restored_log_bytes = None
             step, epoch, position, refused = self.restore()
-            # What the interrupted run logged after this checkpoint, the resumed run logs again.
-            if not step or self.restored_log_bytes is not None:  # (checkpoints before this change: keep all)
-                self.log.truncate(self.restored_log_bytes if step else 0)
+            self.dist.barrier()  # every process has read the checkpoints before process 0 moves any
+            kept = []
             if step:
+                # What the interrupted run logged after this checkpoint, the resumed run logs again.
+                if self.restored_log_bytes is not None:  # (checkpoints before this change: keep all)
+                    self.log.truncate(self.restored_log_bytes)
                 self.note(f"resumed from checkpoint step {step} (epoch {epoch}, batch {position})")
+            else:
+                kept = self.set_aside_earlier_records()
             for reason in refused:
                 self.note(f"skipped checkpoint: {reason}")
-            if step == 0 and refused:
-                self.note("no valid checkpoint: starting from the beginning")
+            if refused and self.dist.is_main:
+                # Out of the way of the new checkpoints' numbering and pruning; never deleted.
+                newer = [p for p in ckpt.checkpoints(self.checkpoints) if ckpt.step_of(p) > step]
+                if ckpt.set_aside(self.checkpoints, newer):
+                    kept.append(f"the refused checkpoints are moved to {self.checkpoints / ckpt.REFUSED}")
+            if step == 0:
+                start = "no valid checkpoint" if refused else "no checkpoint to resume from"
+                self.note("; ".join([f"{start}: starting from the beginning", *kept]))
+            elif kept:
+                self.note("; ".join(kept))
+            if self.longer is not None:
+                self.record_longer(*self.longer)
+        if getattr(self, "dist_note", None):
+            self.note(self.dist_note)  # after the resume's cut of metrics.jsonl, which would drop it
         if step == 0:
             torch.manual_seed(self.seed)
         return step, epoch, position
+
+    def set_aside_earlier_records(self) -> list[str]:
+        """A resume that starts over keeps what the run wrote before: metrics.jsonl and best/ are
+        renamed (`….before-restart`), not overwritten. Returns what went where, for the note."""
+        kept = []
+        log = self.log.set_aside()
+        if log is not None:
+            kept.append(f"the earlier metrics.jsonl is kept as {log}")
+        best = self.folder / "best"
+        if self.dist.is_main and best.is_dir():
+            target, k = self.folder / "best.before-restart", 2
+            while target.exists():
+                target, k = self.folder / f"best.before-restart-{k}", k + 1
+            best.rename(target)
+            kept.append(f"the earlier best/ as {target}")
+        return kept
 
     def run(self) -> RunResult:
         try:
@@ -821,7 +1082,7 @@ class Trainer:
             step += 1
             seen += samples
             if live:
-                progress.advance(step, epoch, loss, self.learning_rate())
+                progress.advance(step, epoch, loss, self.learning_rate(), samples)
             if step % log_every == 0 or step == total:
                 now = time.perf_counter()
                 rate = seen / max(now - tick, 1e-9)
@@ -944,6 +1205,9 @@ class Progress:
         self.enabled = enabled and self.console.is_terminal and not quiet
         self.bar = None
         self.last_epoch = -1
+        self.rate = 0.0  # samples per second, over the last half second or more of steps
+        self.counted, self.since = 0, time.perf_counter()
+        self.latest = ""  # the last evaluation's results, shown in the bar
 
     def __enter__(self):
         if self.enabled:
@@ -967,9 +1231,16 @@ class Progress:
         if self.bar is not None:
             self.bar.__exit__(*exc)
 
-    def advance(self, step: int, epoch: int, loss: float, lr: float) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=step, status=f"epoch {epoch} loss {loss:.4f} lr {lr:.2e}")
+    def advance(self, step: int, epoch: int, loss: float, lr: float, samples: int) -> None:
+        if self.bar is None:
+            return
+        now = time.perf_counter()
+        self.counted += samples
+        if now - self.since >= 0.5:
+            self.rate, self.counted, self.since = self.counted / (now - self.since), 0, now
+        rate = f" {self.rate:,.0f} samples/s" if self.rate else ""
+        status = f"epoch {epoch} loss {loss:.4f} lr {lr:.2e}{rate}{self.latest}"
+        self.bar.update(self.task, completed=step, status=status)
 
     def evaluated(self, results: dict[str, float]) -> None:
         if self.quiet:
@@ -977,6 +1248,8 @@ class Progress:
         text = "  ".join(f"{k} {v:.4f}" for k, v in results.items())
         if self.bar is not None:
             self.bar.console.print(f"  evaluation: {text}")
+            self.latest = "".join(f" {k} {v:.4f}" for k, v in results.items() if k.startswith("val_"))
+            self.since = time.perf_counter()  # the evaluation's time is no training throughput
         else:  # a plain line (rich's rendering costs a small model's step or two)
             print(f"{self.trainer.regime.name}: {text}", file=sys.stderr, flush=True)
 

@@ -139,6 +139,40 @@ def test_resume_of_a_run_of_another_spec(tmp_path, capsys):
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
 
 
+def test_resume_after_editing_the_train_block_only(tmp_path, capsys):
+    """Same model, another optimizer (it used to end in `internal error: KeyError: 'step'`) or
+    another --seed: one line naming what differs, exit 1, the run folder untouched."""
+    first = spec(tmp_path, regime("small"))
+    out = tmp_path / "runs"
+    assert main(["train", str(first), "--out", str(out), "--max-steps", "2", "--no-progress"]) == 0
+    folder = run_folder(capsys.readouterr().out)
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    adam = spec(tmp_path, regime("small", optimizer="adam(lr=0.01)"), name="adam.mspec")
+    assert main(["train", str(adam), "--resume", str(folder), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {folder} was trained with optimizer sgd(lr=0.1, momentum=0.0, ")
+    assert "; the spec now says optimizer adam(lr=0.01, " in err and str(folder / "spec") in err
+    assert err.count("\n") == 1 and "Traceback" not in err and "internal error" not in err
+    assert main(["train", str(first), "--resume", str(folder), "--seed", "5", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {folder} was trained with seed 0, not --seed 5: the data order would change; " + (
+        "resume without --seed or with --seed 0\n"
+    )
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+
+
+def test_tensorboard_missing_is_an_error_before_the_run_folder(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    path = spec(tmp_path, regime("small"))
+    out = tmp_path / "runs"
+    assert main(["train", str(path), "--out", str(out), "--tensorboard", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: --tensorboard needs the `tensorboard` package: pip install tensorboard\n"
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("device", "message"),
     [

@@ -182,7 +182,20 @@ def test_no_decay_patterns_are_substrings_of_the_dotted_name():
     assert len(param_groups(model.named_parameters(), ["ln_"])) == 1
     assert builders.no_decay_match("h.0.layernorm.weight", ["norm"])
     assert not builders.no_decay_match("h.0.ln_1.weight", ["norm"])
+    assert builders.no_decay_match("h.0.ln_1.weight", ["norm"], kind="layernorm")  # by the kind of layer
     assert not builders.no_decay_match("fc.Bias", ["bias"])  # case-sensitive
+
+
+def test_no_decay_finds_norm_layers_whatever_their_names():
+    """`norm` exempts the parameters of every normalisation layer: a LayerNorm named `ln_1`,
+    a BatchNorm named `bn`, not the linear layers beside them."""
+    model = nn.ModuleDict({"ln_1": nn.LayerNorm(4), "bn": nn.BatchNorm1d(4), "fc": nn.Linear(4, 4)})
+    kinds = builders.layer_kinds(model)
+    assert kinds["ln_1.weight"] == "layernorm" and kinds["bn.bias"] == "batchnorm1d" and kinds["fc.weight"] == "linear"
+    groups = param_groups(model.named_parameters(), ["norm"], kinds)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert [names[id(p)] for p in groups[0]["params"]] == ["fc.weight", "fc.bias"]
+    assert sorted(names[id(p)] for p in groups[1]["params"]) == ["bn.bias", "bn.weight", "ln_1.bias", "ln_1.weight"]
 
 
 def test_frozen_and_tied_parameters():

@@ -18,6 +18,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ from modelspec.api import compile_program
 from modelspec.train import checkpoint as ckpt
 from modelspec.train.loop import TrainError
 
-from .test_loop import BATCHES, SMALL, assert_bitwise, block, make_trainer, records, train, write_spec
+from .test_loop import BATCHES, SMALL, assert_bitwise, block, make_trainer, records, snapshot, train, write_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 HASH = "a" * 64
@@ -224,6 +225,29 @@ def test_sigkill_at_random_moments_of_writes_and_prunes(tmp_path):
     print("kills landed in:", sorted(seen))
 
 
+def test_prune_keeps_the_newest_and_the_protected(tmp_path):
+    """`prune` ranks by step: a stale checkpoint of a higher step outranks a fresh one, which
+    survives only because the caller protects it (as the loop protects what it just wrote)."""
+    folder = tmp_path / "checkpoints"
+    saved = {step: ckpt.save(folder, *model_and_state(step), HASH) for step in (40, 5, 10, 20)}
+    ckpt.prune(folder, keep=1, protect={saved[20], saved[5]})
+    assert ckpt.checkpoints(folder) == [saved[5], saved[20], saved[40]]
+    ckpt.prune(folder, keep=1)
+    assert ckpt.checkpoints(folder) == [saved[40]]
+
+
+def test_set_aside_moves_checkpoints_whole_under_free_names(tmp_path):
+    folder = tmp_path / "checkpoints"
+    first = ckpt.save(folder, *model_and_state(3), HASH)
+    files = {p.name: p.read_bytes() for p in first.iterdir()}
+    (moved,) = ckpt.set_aside(folder, [first])
+    assert moved == folder / "refused" / "step-00000003" and ckpt.checkpoints(folder) == []
+    assert {p.name: p.read_bytes() for p in moved.iterdir()} == files
+    again = ckpt.save(folder, *model_and_state(3), HASH)
+    assert ckpt.set_aside(folder, [again]) == [folder / "refused" / "step-00000003-1"]
+    assert ckpt.set_aside(folder, []) == [] and ckpt.checkpoints(folder) == []
+
+
 # ---- damaged and foreign checkpoints ----------------------------------------------------------------------------
 
 
@@ -276,14 +300,18 @@ def test_damaged_and_foreign_checkpoints_are_refused_and_resume_falls_back(tmp_p
         assert named in str(excinfo.value) and why in str(excinfo.value)
     latest, refused = ckpt.latest_valid(folder, spec_hash)
     assert latest == folder / "step-00000020" and len(refused) == 4
+    files = {p.relative_to(folder): p.read_bytes() for c in damaged for p in c.iterdir()}
 
     resumed = train(path, resume=first.folder)
     assert resumed.step == BATCHES
     notes = [r["text"] for r in records(first.folder) if r.get("event") == "note"]
     for named, why in damaged.values():
         assert any(named in note and why in note for note in notes), (named, notes)
+    assert f"the refused checkpoints are moved to {folder / 'refused'}" in notes
+    # Moved aside whole (never deleted), out of the way of the run's new checkpoints
+    assert {p.relative_to(folder / "refused"): p.read_bytes() for p in (folder / "refused").rglob("*.*")} == files
+    assert [p.name for p in ckpt.checkpoints(folder)] == [f"step-{s:08d}" for s in (10, 20, 30, 40, BATCHES)]
     ckpt.read_meta(final, spec_hash)  # written again, whole
-    foreign.rename(tmp_path / "foreign")  # compare the run's own newest checkpoint
     assert_bitwise(first.folder, reference)
 
 
@@ -297,6 +325,49 @@ def test_resume_with_no_valid_checkpoint_starts_over_with_a_note(tmp_path):
     notes = [r["text"] for r in records(first.folder) if r.get("event") == "note"]
     assert any(str(only / "model.safetensors") in n for n in notes)
     assert any("starting from the beginning" in n for n in notes)
+
+
+def test_resume_with_every_checkpoint_damaged_keeps_everything_and_starts_over(tmp_path):
+    """`keep 3` and `best`, every checkpoint damaged: the resume starts over and ends as the
+    run did the first time, and nothing the first run wrote is lost. The refused checkpoints
+    are moved to checkpoints/refused/ (else a refused step-00000040 outranks a fresh
+    step-00000010 and `prune` deleted the fresh one, which the best copy then read), and the
+    earlier metrics.jsonl and best/ are renamed (`….before-restart`), not emptied or replaced."""
+    settings = {"epochs": "1", "checkpoint": "every(steps=10)", "keep": "3", "evaluate": "every(steps=10)"}
+    path = write_spec(tmp_path, block(**settings, best="val_accuracy"))
+    first = train(path, out=tmp_path / "runs")
+    folder = first.folder / "checkpoints"
+    found = ckpt.checkpoints(folder)
+    assert [p.name for p in found][-3:] == ["step-00000030", "step-00000040", f"step-{BATCHES:08d}"]
+    reference = tmp_path / "reference"
+    shutil.copytree(first.folder, reference)
+    for checkpoint in found:
+        flip_bit(checkpoint / "model.safetensors")
+    before = snapshot(first.folder)
+
+    resumed = train(path, resume=first.folder)
+    assert (resumed.step, resumed.stopped, resumed.best) == (first.step, "done", first.best)
+    assert_bitwise(first.folder, reference)
+    assert (first.folder / "best" / "model.safetensors").read_bytes() == (
+        reference / "best" / "model.safetensors"
+    ).read_bytes()
+    for checkpoint in ckpt.checkpoints(folder):
+        ckpt.read_meta(checkpoint, None)  # every one written anew, whole
+    kept = {
+        "metrics.jsonl.before-restart": "metrics.jsonl",
+        **{f"best.before-restart/{f.name}": f"best/{f.name}" for f in (reference / "best").iterdir()},
+    }
+    for p in found:
+        files = (reference / "checkpoints" / p.name).iterdir()
+        kept.update({f"checkpoints/refused/{p.name}/{f.name}": f"checkpoints/{p.name}/{f.name}" for f in files})
+    after = snapshot(first.folder)
+    for now, earlier in kept.items():
+        assert after[now] == before[earlier], now
+    lines = records(first.folder)
+    assert lines[0]["event"] == "note" and [r["step"] for r in lines if "loss" in r][0] == 10  # a log from step 0
+    (note,) = [r["text"] for r in lines if "starting from the beginning" in r.get("text", "")]
+    assert note.startswith("no valid checkpoint: starting from the beginning; the earlier metrics.jsonl is kept as ")
+    assert "metrics.jsonl.before-restart" in note and "best.before-restart" in note and "refused" in note
 
 
 def test_state_json_without_file_hashes_is_refused(tmp_path):

@@ -585,6 +585,145 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
         train(path, resume=tmp_path / "missing")
 
 
+SGD = "sgd(lr=0.05, momentum=0.9)"
+
+
+@pytest.mark.parametrize(
+    ("settings", "was", "says"),
+    [
+        ({"optimizer": "adam(lr=1e-2)"}, "optimizer sgd(lr=0.05, momentum=0.9, ", "optimizer adam(lr=0.01, "),
+        ({"optimizer": "sgd(lr=0.1, momentum=0.9)"}, "optimizer sgd(lr=0.05)", "optimizer sgd(lr=0.1)"),
+        ({"data": "digits(batch=64, size=8)"}, "data digits(batch=32)", "data digits(batch=64)"),
+        ({"schedule": None, "accumulate": "2"}, "schedule cosine(warmup=5, ", "no schedule, accumulate 2"),
+    ],
+    ids=["sgd-to-adam", "lr", "batch", "two-settings"],
+)
+def test_resume_refuses_another_train_block_and_changes_nothing(tmp_path, settings, was, says):
+    """Only the train block edited (the model's IR hash is the same): the run's resolved regime
+    (config.json) is compared with the spec's, and what differs is named before anything in the
+    run folder changes (sgd -> adam used to fail in the first step with `KeyError: 'step'`)."""
+    first = train(write_spec(tmp_path, block(optimizer=SGD)), out=tmp_path / "runs", max_steps=3)
+    before = snapshot(first.folder)
+    edited = write_spec(tmp_path, block(**{"optimizer": SGD, **settings}), name="edited.mspec")
+    with pytest.raises(TrainError) as excinfo:
+        train(edited, resume=first.folder)
+    message = str(excinfo.value)
+    assert f"{first.folder} was trained with {was}" in message and f"; the spec now says {says}" in message
+    assert f"resume with the spec the run used (its copy is in {first.folder / 'spec'})" in message
+    assert "\n" not in message
+    assert snapshot(first.folder) == before
+
+
+def test_resume_refuses_another_seed(tmp_path):
+    """The seed the run used (here --seed 7 over the regime's 3) fixes its data order: a resume
+    with another is refused, with the seed to give; with it, the run resumes."""
+    path = write_spec(tmp_path, block(epochs="1"))
+    first = train(path, out=tmp_path / "runs", max_steps=3, seed=7)
+    before = snapshot(first.folder)
+    with pytest.raises(TrainError, match=r"trained with seed 7, not --seed 8: the data order would change"):
+        train(path, resume=first.folder, seed=8)
+    with pytest.raises(TrainError, match=r"would use seed 3 \(from the spec\).*resume with --seed 7$"):
+        train(path, resume=first.folder)
+    assert snapshot(first.folder) == before
+    assert train(path, resume=first.folder, seed=7, max_steps=5).step == 5
+
+
+def test_resume_of_a_run_recorded_before_a_setting_existed(tmp_path):
+    """A config.json written before a setting or a component argument was added (removed here
+    by hand) lacks it: its default as installed now fills it in and the run resumes; a value
+    that was recorded is compared as recorded."""
+    path = write_spec(tmp_path, block(epochs="1"))
+    first = train(path, out=tmp_path / "runs", max_steps=3)
+    config = json.loads((first.folder / "config.json").read_text())
+    del config["regime"]["data"]["args"]["workers"], config["regime"]["accumulate"]
+    (first.folder / "config.json").write_text(json.dumps(config))
+    assert train(path, resume=first.folder, max_steps=5).step == 5
+    config["regime"]["data"]["args"]["workers"] = 2
+    (first.folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(TrainError, match=r"with data digits\(workers=2\); the spec now says data digits\(workers=0\)"):
+        train(path, resume=first.folder, max_steps=6)
+
+
+def test_resume_to_train_longer_without_a_schedule(tmp_path):
+    """`epochs 1` -> `epochs 2` with no schedule: the run continues as if it had always been
+    two epochs long (bitwise), and config.json and a copy of the spec record the change."""
+    two = train(write_spec(tmp_path, block(schedule=None, epochs="2")), out=tmp_path / "two")
+    one = write_spec(tmp_path, block(schedule=None, epochs="1"), name="one.mspec")
+    first = train(one, out=tmp_path / "runs")
+    assert first.step == BATCHES and first.stopped == "done"
+    longer = write_spec(tmp_path, block(schedule=None, epochs="2"), name="longer.mspec")
+    resumed = train(longer, resume=first.folder)
+    assert resumed.step == 2 * BATCHES and resumed.stopped == "done"
+    assert_bitwise(first.folder, two.folder)
+    config = json.loads((first.folder / "config.json").read_text())
+    assert config["regime"]["epochs"] == 2
+    assert config["extended"] == [
+        {
+            "from": {"epochs": 1, "steps": None},
+            "to": {"epochs": 2, "steps": None},
+            "steps": [BATCHES, 2 * BATCHES],
+            "spec": "spec-extended-1",
+        }
+    ]
+    assert (first.folder / "spec" / "00-one.mspec").read_text() == one.read_text()
+    assert (first.folder / "spec-extended-1" / "00-longer.mspec").read_text() == longer.read_text()
+    notes = [r["text"] for r in records(first.folder) if r.get("event") == "note"]
+    assert any(n.startswith("training longer: epochs 1 -> epochs 2 (45 -> 90 steps)") for n in notes), notes
+    # The spec now used is the run's: resuming with it again is no change; the first one is shorter.
+    assert train(longer, resume=first.folder).step == 2 * BATCHES
+    shorter = r"epochs 2 \(90 steps\); the spec now says epochs 1 \(45 steps\): a run cannot be resumed shorter"
+    with pytest.raises(TrainError, match=shorter + r".*its copy is in .*spec-extended-1\)"):
+        train(one, resume=first.folder)
+
+
+def test_resume_to_train_longer_refused_when_the_schedule_spans_the_run(tmp_path):
+    """cosine() spans the regime's whole length (a longer run has other rates from its first
+    steps): refused, saying so; `step(10)` does not depend on the length: allowed."""
+    first = train(write_spec(tmp_path, block(epochs="1")), out=tmp_path / "runs", max_steps=3)
+    before = snapshot(first.folder)
+    longer = write_spec(tmp_path, block(epochs="2"), name="longer.mspec")
+    with pytest.raises(TrainError) as excinfo:
+        train(longer, resume=first.folder)
+    message = str(excinfo.value)
+    assert "trained for epochs 1 (45 steps); the spec now says epochs 2 (90 steps), but its schedule" in message
+    assert "cosine(warmup=5, min_lr=0.0) spans the regime's whole length" in message
+    assert snapshot(first.folder) == before
+
+    stepped = train(write_spec(tmp_path, block(epochs="1", schedule="step(10, gamma=0.5)")), out=tmp_path / "step")
+    longer = write_spec(tmp_path, block(epochs="2", schedule="step(10, gamma=0.5)"), name="step.mspec")
+    assert train(longer, resume=stepped.folder, max_steps=BATCHES + 2).step == BATCHES + 2
+
+
+def test_resume_with_an_optimizer_state_that_does_not_fit_names_the_checkpoint(tmp_path):
+    """A checkpoint that passes validation but whose optimizer state does not fit (state.json
+    edited by hand): a TrainError naming the checkpoint, not an internal error."""
+    first = train(write_spec(tmp_path, block(epochs="1")), out=tmp_path / "runs", max_steps=3)
+    checkpoint = last_checkpoint(first.folder)
+    meta = json.loads((checkpoint / "state.json").read_text())
+    meta["optimizers"]["main"]["param_groups"].append(meta["optimizers"]["main"]["param_groups"][0])
+    (checkpoint / "state.json").write_text(json.dumps(meta))
+    with pytest.raises(TrainError) as excinfo:
+        train(write_spec(tmp_path, block(epochs="1")), resume=first.folder)
+    message = str(excinfo.value)
+    assert message.startswith(f"cannot resume from {checkpoint}: its optimizer state does not fit this regime")
+    assert "parameter groups" in message
+
+
+def test_tensorboard_missing_leaves_no_run_folder(tmp_path, monkeypatch):
+    """--tensorboard without the package: refused before the run folder is made (a new run) or
+    touched (a resume)."""
+    path = write_spec(tmp_path, block(epochs="1"))
+    first = train(path, out=tmp_path / "runs", max_steps=2)
+    before = snapshot(first.folder)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    with pytest.raises(TrainError, match=r"--tensorboard needs the `tensorboard` package: pip install tensorboard"):
+        train(path, out=tmp_path / "new", max_steps=2, tensorboard=True)
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(TrainError, match="pip install tensorboard"):
+        train(path, resume=first.folder, max_steps=4, tensorboard=True)
+    assert snapshot(first.folder) == before
+
+
 # ---- gradient accumulation -----------------------------------------------------------------------------
 
 
@@ -615,6 +754,35 @@ def test_accumulation_matches_one_large_batch(tmp_path):
 
 
 # ---- fine-tuning and distillation ---------------------------------------------------------------------
+
+
+def test_fine_tuning_a_new_head_of_another_shape(tmp_path, reference):
+    """`reinit` names a head whose shape differs from the checkpoint's (5 classes, not 10): its
+    weights are not read; every other layer is."""
+    base = last_checkpoint(reference)
+    model = SMALL.replace("p: float = 0.2)", "p: float = 0.2, classes: int = 10)").replace(
+        "linear(10, name=fc2)", "linear(classes, name=fc2)"
+    )
+    tune = block(
+        "tune",
+        model="Small(p=0.0, classes=5)",
+        data="synthetic(batch=16, samples=64, classes=5)",
+        schedule=None,
+        epochs=None,
+        steps="2",
+        init=json.dumps(str(base)),
+        reinit="[fc2]",
+    )
+    trainer = make_trainer(write_spec(tmp_path, tune, model=model), out=tmp_path / "runs")
+    trainer.prepare()
+    base_weights = load_file(str(base / "model.safetensors"))
+    assert torch.equal(trainer.model.fc1.weight, base_weights["fc1.weight"])
+    assert trainer.model.fc2.weight.shape == (5, 32) != base_weights["fc2.weight"].shape
+    assert trainer.run().step == 2
+    without = tune.replace("    reinit     [fc2]\n", "")
+    clash = r"init: .*`fc2\.(weight|bias)` is \[10.*\] there but \[5.*\] in this model \(and 1 more\)"
+    with pytest.raises(TrainError, match=clash):  # without reinit: the sizes clash, in one line
+        make_trainer(write_spec(tmp_path, without, model=model, name="again.mspec"), out=tmp_path / "runs2").prepare()
 
 
 def test_fine_tuning_init_freeze_reinit(tmp_path, reference):
@@ -830,3 +998,28 @@ def _after(function, then):
         return value
 
     return wrapped
+
+
+def test_the_progress_bar_shows_throughput_and_the_last_evaluation(monkeypatch):
+    import io
+    import types
+
+    from rich.console import Console
+
+    from modelspec.train.loop import Progress
+
+    trainer = types.SimpleNamespace(regime=types.SimpleNamespace(name="small"), total_steps=10)
+    progress = Progress(trainer, enabled=False)
+    progress.console, progress.enabled = Console(file=io.StringIO(), force_terminal=True, width=200), True
+    clock = iter([100.2, 100.6, 101.0, 101.5])
+    monkeypatch.setattr("modelspec.train.loop.time.perf_counter", lambda: next(clock))
+    progress.since = 100.0
+    with progress:
+        progress.advance(1, 0, 2.5, 1e-3, 32)  # at 100.2: too soon for a rate
+        assert progress.bar.tasks[0].fields["status"] == "epoch 0 loss 2.5000 lr 1.00e-03"
+        progress.advance(2, 0, 2.0, 1e-3, 32)  # at 100.6: 64 samples in 0.6 s
+        status = progress.bar.tasks[0].fields["status"]
+        assert status == "epoch 0 loss 2.0000 lr 1.00e-03 107 samples/s"
+        progress.evaluated({"train_loss": 2.1, "val_loss": 1.9, "val_accuracy": 0.5})  # at 101.0
+        progress.advance(3, 0, 1.8, 1e-3, 32)
+        assert progress.bar.tasks[0].fields["status"].endswith("samples/s val_loss 1.9000 val_accuracy 0.5000")
