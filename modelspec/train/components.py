@@ -140,7 +140,9 @@ class OptimizerArgs(ComponentArgs):
     """Every optimizer also takes `no_decay`: patterns ("bias", "norm") matched
     against each parameter's dotted name and the kind of layer that holds it
     (`layernorm`, `batchnorm2d`, ...); the parameters they match form a group
-    with weight_decay 0."""
+    with weight_decay 0. Those torch has a fused kernel for take `fused`: unset,
+    the fused kernel is used wherever it runs (see builders.fused_choice);
+    `true` insists on it, `false` keeps torch's default implementation."""
 
     @model_validator(mode="after")
     def _no_decay_needs_decay(self):
@@ -156,6 +158,7 @@ class SGDArgs(OptimizerArgs):
     weight_decay: NonNegativeFloat = 0.0
     dampening: NonNegativeFloat = 0.0
     no_decay: Words = Field(default_factory=list)
+    fused: bool | None = None
 
     @model_validator(mode="after")
     def _nesterov(self):
@@ -173,6 +176,7 @@ class AdamArgs(OptimizerArgs):
     weight_decay: NonNegativeFloat = 0.0
     amsgrad: bool = False
     no_decay: Words = Field(default_factory=list)
+    fused: bool | None = None
 
 
 class AdamWArgs(AdamArgs):
@@ -194,6 +198,7 @@ class AdagradArgs(OptimizerArgs):
     weight_decay: NonNegativeFloat = 0.0
     eps: PositiveFloat = 1e-10
     no_decay: Words = Field(default_factory=list)
+    fused: bool | None = None
 
 
 def _runtime(kind: str, name: str, module: str = "builders") -> str:

@@ -85,7 +85,10 @@ class GanTrainer(Trainer):
             self.total_steps = min(self.total_steps, self.options.max_steps)
         for role, module in (("generator", self.generator), ("discriminator", self.discriminator)):
             spec = self.regime.optimizer[role] if isinstance(self.regime.optimizer, dict) else self.regime.optimizer
-            self.optimizers[role] = make_optimizer(spec, list(module.named_parameters()), kinds=layer_kinds(module))
+            try:
+                self.optimizers[role] = make_optimizer(spec, list(module.named_parameters()), kinds=layer_kinds(module))
+            except ValueError as exc:  # `fused=true` where it cannot run
+                raise TrainError(f"optimizer `{spec.name}` of the {role}: {exc}") from None
             schedule = self.regime.schedule
             schedule = schedule.get(role) if isinstance(schedule, dict) else schedule
             try:
@@ -147,6 +150,9 @@ class GanTrainer(Trainer):
             for optimizer in self.optimizers.values():
                 optimizer.zero_grad(set_to_none=True)
             raise TrainError(f"the {name} is {value.item()} at step {step + 1}")
+
+    def plain_step(self):
+        return None  # every step is train_step's two updates
 
     def train_step(self, window: list[dict[str, torch.Tensor]], step: int) -> tuple[float, int]:
         self.generator.train()

@@ -412,7 +412,11 @@ class Trainer:
         self.training_mode = False  # whether the model is in train mode with its frozen layers in eval mode
         parameters = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.trainable = [p for _, p in parameters]  # what clip_grad clips
-        self.optimizer = make_optimizer(self.regime.optimizer, parameters, kinds=layer_kinds(self.model))
+        try:
+            self.optimizer = make_optimizer(self.regime.optimizer, parameters, kinds=layer_kinds(self.model))
+        except ValueError as exc:  # nothing left to train (freeze), `fused=true` where it cannot run
+            frozen = " (`freeze` leaves none)" if self.regime.freeze and not parameters else ""
+            raise TrainError(f"optimizer `{self.regime.optimizer.name}`: {exc}{frozen}") from None
         try:
             self.batches_per_epoch = len(self.loaders()[0])
         except DataError as exc:
@@ -831,13 +835,77 @@ class Trainer:
             return batch
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
+    def enter_training_mode(self) -> None:
+        """Train mode, frozen layers excepted; done once after each evaluation, not per step
+        (train() walks every module)."""
+        self.model.train()
+        for module in self.frozen:
+            module.eval()
+        self.training_mode = True
+
+    def plain_step(self):
+        """`train_step` for a window of one batch, as a function made at the start of each epoch, where the
+        regime is only a model, a loss on its output and the batch, and an optimizer (with or
+        without a schedule): one process, no accumulation, clipping, regularization, mixed
+        precision, teacher or `train_` metric. A small model's step is ~0.7 ms; train_step's
+        generality (its checks, lookups and calls) costs ~5% of it. None where it does not apply;
+        same computation, same results as train_step (tests/train/test_loop.py compares).
+        Subclasses whose step is another (gan) return None."""
+        regime, graph = self.regime, self.model_ir.graph
+        if (
+            self.dist.active
+            or regime.accumulate != 1
+            or regime.clip_grad is not None
+            or self.autocast
+            or self.scaler is not None
+            or self.regularizers
+            or not self.single_batch_mean
+            or len(graph.inputs) != 1
+            or len(graph.outputs) != 1
+            or self.loss.inputs[:1] != (self.output_name,)
+            or self.loss.inputs[1] not in self.data.fields
+        ):
+            return None
+        (input_name,) = self.input_names
+        target_name = self.loss.inputs[1]
+        runner, mean_of, criterion = self.runner, self.loss.criterion.mean, self.loss.criterion
+        optimizer_step, zero_grad = self.optimizer.step, self.optimizer.zero_grad
+        schedule_step = self.schedule.step if self.schedule is not None else None
+        to_device = self.to_device if self.device.type != "cpu" else None
+        isfinite, float32 = math.isfinite, torch.float32
+
+        def step(batch: dict[str, torch.Tensor], number: int) -> tuple[float, int]:
+            if not self.training_mode:
+                self.enter_training_mode()
+            if to_device is not None:
+                batch = to_device(batch)
+            x, target = batch[input_name], batch[target_name]
+            prediction = runner(x)
+            loss, count = mean_of(prediction, target)
+            if not count:  # nothing counted: the summing path's loss of 0, no gradient
+                loss = criterion(prediction, target)[0]
+            if loss.dtype != float32:
+                loss = loss.float()
+            loss.backward()
+            mean = loss.item()
+            if not isfinite(mean):
+                zero_grad(set_to_none=True)
+                raise TrainError(f"the loss is {mean} at step {number + 1}")
+            optimizer_step()
+            zero_grad(set_to_none=True)
+            if schedule_step is not None:
+                schedule_step()
+            count = float(count) or 1.0
+            self.window_loss_sum += mean * count
+            self.window_count += count
+            return mean, x.shape[0]
+
+        return step
+
     def train_step(self, window: list[dict[str, torch.Tensor]], step: int) -> tuple[float, int]:
         """One optimizer step over `window` (the accumulated micro-batches); its loss and samples."""
-        if not self.training_mode:  # first step, or after an evaluation (train() walks every module)
-            self.model.train()
-            for module in self.frozen:
-                module.eval()
-            self.training_mode = True
+        if not self.training_mode:  # first step, or after an evaluation
+            self.enter_training_mode()
         if len(window) == 1 and self.single_batch_mean:
             mean, count, samples = self.backward_one(window[0])
         else:
@@ -1066,19 +1134,24 @@ class Trainer:
         evaluate_every = _steps_between(self.regime.evaluate) if self.evaluates(val_loader) else 0
         checkpoint_every = _steps_between(self.regime.checkpoint)
         live = progress.bar is not None
+        plain_step = self.plain_step()
         window: list = []
         seen, tick = 0, time.perf_counter()
         for batch in train_loader:
-            window.append(batch)
-            del batch  # the window holds it: freed after its step, before the next batch is fetched
             position += 1
-            if len(window) < accumulate:
-                continue
             try:
-                loss, samples = self.train_step(window, step)
+                if plain_step is not None:
+                    loss, samples = plain_step(batch, step)
+                    del batch  # freed before the next batch is fetched
+                else:
+                    window.append(batch)
+                    del batch  # the window holds it: freed after its step, before the next batch is fetched
+                    if len(window) < accumulate:
+                        continue
+                    loss, samples = self.train_step(window, step)
+                    window = []
             except TrainError as exc:
                 self.stop_with(exc)
-            window = []
             step += 1
             seen += samples
             if live:

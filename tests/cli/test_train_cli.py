@@ -201,6 +201,15 @@ def test_fp16_on_the_cpu(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+def test_freezing_every_layer_is_an_error_before_the_run_folder(tmp_path, capsys):
+    path = spec(tmp_path, regime("small", extra="    freeze [fc1, fc2]\n"))
+    assert main(["train", str(path), "--out", str(tmp_path / "runs")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: optimizer `sgd`: the model has no trainable parameters to optimise")
+    assert "`freeze` leaves none" in err and "Traceback" not in err and "internal error" not in err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_config_records_the_command_line_settings(tmp_path, capsys):
     path = spec(tmp_path, regime("small"))
     args = ["train", str(path), "--out", str(tmp_path / "runs"), "--max-steps", "1", "--seed", "7", "--no-progress"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import subprocess
 import sys
 
@@ -137,17 +138,65 @@ OPTIMIZERS = [
 ]
 
 
+FUSED = {"SGD", "Adam", "AdamW", "Adagrad"}  # torch has a fused CPU kernel for these (RMSprop: none)
+
+
 @pytest.mark.parametrize("name, torch_name, args", OPTIMIZERS)
 def test_optimizer_steps_exactly_as_torch(name, torch_name, args):
+    """Every hyperparameter as torch fills it in, and the same steps, bit for bit, as torch's own
+    optimizer with the implementation ours picks: the fused kernel wherever torch has one."""
     ours, reference = tiny(), tiny()
     optimizer = make_optimizer(spec("optimizer", name, **args), ours.named_parameters(), REGISTRY)
     assert type(optimizer) is getattr(torch.optim, torch_name)
-    expected = getattr(torch.optim, torch_name)(reference.parameters(), **args)
+    assert optimizer.defaults.get("fused") is (True if torch_name in FUSED else None)
+    implementation = {"fused": True} if torch_name in FUSED else {}
+    expected = getattr(torch.optim, torch_name)(reference.parameters(), **args, **implementation)
     for key, value in expected.defaults.items():  # every hyperparameter as torch fills it in
         assert optimizer.defaults[key] == value, key
     train(ours, optimizer)
     train(reference, expected)
     assert_same_parameters(ours, reference)
+
+
+@pytest.mark.parametrize("name, torch_name, args", [o for o in OPTIMIZERS if o[1] in FUSED])
+def test_fused_false_keeps_torchs_default_implementation_and_fused_differs_by_rounding_only(name, torch_name, args):
+    default, fused, reference = tiny(), tiny(), tiny()
+    plain = make_optimizer(spec("optimizer", name, **args, fused=False), default.named_parameters(), REGISTRY)
+    assert plain.defaults["fused"] is None
+    train(default, plain)
+    train(reference, getattr(torch.optim, torch_name)(reference.parameters(), **args))
+    assert_same_parameters(default, reference)
+    train(fused, make_optimizer(spec("optimizer", name, **args), fused.named_parameters(), REGISTRY))
+    for (key, a), b in zip(fused.named_parameters(), default.parameters(), strict=True):
+        torch.testing.assert_close(a, b, msg=key)
+
+
+def test_fused_is_chosen_only_where_torchs_kernel_runs():
+    weights = [torch.nn.Parameter(torch.zeros(3))]
+    assert builders.fused_choice("sgd", None, [{"params": weights}])
+    assert builders.fused_choice("sgd", None, [torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))])
+    assert not builders.fused_choice("sgd", False, [{"params": weights}])
+
+    class Sharded(torch.Tensor):  # as FSDP's DTensor parameters: not a plain tensor
+        pass
+
+    odd = [
+        ([torch.nn.Parameter(torch.zeros(3).as_subclass(Sharded))], "Shardeds, not plain tensors"),
+        ([torch.nn.Parameter(torch.zeros(3, device="meta"))], "cpu and cuda only, the parameters are on meta"),
+        ([torch.nn.Parameter(torch.zeros(3, dtype=torch.complex64))], "no fused kernel for complex64"),
+    ]
+    for params, reason in odd:
+        assert not builders.fused_choice("sgd", None, [{"params": params}])
+        with pytest.raises(ValueError, match=re.escape("`sgd(fused=true)`: torch's fused sgd cannot run here: ")):
+            builders.fused_choice("sgd", True, [{"params": params}])
+        with pytest.raises(ValueError, match=re.escape(reason)):
+            builders.fused_choice("sgd", True, [{"params": params}])
+    assert not builders.fused_choice("adagrad", None, weights, devices=("cuda",))
+
+
+def test_rmsprop_takes_no_fused_argument():
+    with pytest.raises(ValueError, match="fused"):
+        make_optimizer(spec("optimizer", "rmsprop", fused=True), tiny().named_parameters(), REGISTRY)
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop", "adagrad"])
@@ -167,7 +216,8 @@ def test_no_decay_parameters_form_a_group_without_weight_decay(name):
         {"params": [ref[n] for n in ("fc1.bias", "norm.weight", "norm.bias", "fc2.bias")], "weight_decay": 0.0},
     ]
     torch_class = type(optimizer)
-    expected = torch_class(groups, **{k: v for k, v in args.items() if k != "no_decay"})
+    implementation = {"fused": True} if torch_class.__name__ in FUSED else {}
+    expected = torch_class(groups, **{k: v for k, v in args.items() if k != "no_decay"}, **implementation)
     train(ours, optimizer)
     train(reference, expected)
     assert_same_parameters(ours, reference)

@@ -115,6 +115,7 @@ def test_minimal_regime():
         "weight_decay": 0.0,
         "dampening": 0.0,
         "no_decay": [],
+        "fused": None,
     }
     assert (spec.epochs, spec.steps, spec.accumulate, spec.precision) == (10, None, 1, "fp32")
     assert spec.schedule is None and spec.metrics == [] and spec.clip_grad is None
@@ -208,7 +209,15 @@ def test_gan_regime_with_one_optimizer_for_both_roles():
     assert spec.optimizer == ComponentSpec(
         kind="optimizer",
         name="adam",
-        args={"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False, "no_decay": []},
+        args={
+            "lr": 1e-3,
+            "betas": [0.9, 0.999],
+            "eps": 1e-8,
+            "weight_decay": 0.0,
+            "amsgrad": False,
+            "no_decay": [],
+            "fused": None,
+        },
     )
     assert spec.steps == 100 and spec.epochs is None
 
@@ -425,7 +434,7 @@ def test_e0405_unknown_argument():
     d = only(block(optimizer="sgd(lr=0.1, momentun=0.9)"))
     assert (d.code, d.message, d.span.line, d.span.column) == ("E0405", "`sgd` has no argument `momentun`", 5, 27)
     assert d.help == "did you mean `momentum`?"
-    assert d.notes == ("`sgd` takes `lr`, `momentum`, `nesterov`, `weight_decay`, `dampening`, `no_decay`",)
+    assert d.notes == ("`sgd` takes `lr`, `momentum`, `nesterov`, `weight_decay`, `dampening`, `no_decay`, `fused`",)
 
 
 def test_e0405_a_misspelt_required_argument_is_not_also_missing():

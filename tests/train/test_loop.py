@@ -372,23 +372,50 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     assert state.step == int(good.name[5:])
 
 
-def test_nan_in_the_forward_pass_names_its_step(tmp_path, monkeypatch):
-    path = write_spec(tmp_path, block(epochs="1", checkpoint="every(steps=2)"))
-    trainer = make_trainer(path, out=tmp_path / "runs")
-    forward = Trainer.forward
+STEP_PATHS = ["plain", "general"]  # Trainer.plain_step where it applies, train_step always
+
+
+def use_step_path(monkeypatch, path: str) -> None:
+    """Run every step through `path`: `general` turns the plain step off."""
+    if path == "general":
+        monkeypatch.setattr(Trainer, "plain_step", lambda self: None)
+
+
+def after_prepare(monkeypatch, install) -> None:
+    """Call `install(trainer)` once the trainer's model and optimizer are built."""
+    prepare = Trainer.prepare
+
+    def prepared(self):
+        prepare(self)
+        install(self)
+
+    monkeypatch.setattr(Trainer, "prepare", prepared)
+
+
+def poison_forward(monkeypatch, n: int, poison) -> None:
+    """The n-th training forward pass's output goes through `poison` (a forward hook on the model,
+    so that either step path meets it)."""
     calls = {"n": 0}
 
-    def poisoned(self, batch):
-        outputs = forward(self, batch)
-        if self.model.training:
+    def hook(module, inputs, output):
+        if module.training:
             calls["n"] += 1
-            if calls["n"] == 5:
-                return {k: v * float("nan") for k, v in outputs.items()}
-        return outputs
+            if calls["n"] == n:
+                return poison(output)
+        return None
 
-    monkeypatch.setattr(Trainer, "forward", poisoned)
-    with pytest.raises(TrainError, match="at step 5"):
+    after_prepare(monkeypatch, lambda trainer: trainer.model.register_forward_hook(hook))
+
+
+@pytest.mark.parametrize("step_path", STEP_PATHS)
+def test_nan_in_the_forward_pass_names_its_step(tmp_path, monkeypatch, step_path):
+    path = write_spec(tmp_path, block(epochs="1", checkpoint="every(steps=2)"))
+    trainer = make_trainer(path, out=tmp_path / "runs")
+    use_step_path(monkeypatch, step_path)
+    poison_forward(monkeypatch, 5, lambda output: output * float("nan"))
+    with pytest.raises(TrainError, match="the loss is nan at step 5"):
         trainer.run()
+    assert (trainer.plain_step() is not None) is (step_path == "plain")
     (folder,) = (tmp_path / "runs").iterdir()
     good, _ = ckpt.latest_valid(folder / "checkpoints", trainer.spec_hash)
     assert good.name == "step-00000004"
@@ -397,33 +424,28 @@ def test_nan_in_the_forward_pass_names_its_step(tmp_path, monkeypatch):
 
 def overflow_backward_at(monkeypatch, n: int) -> None:
     """The n-th training forward pass gets a finite loss whose backward pass overflows."""
-    forward = Trainer.forward
-    calls = {"n": 0}
 
-    def poisoned(self, batch):
-        outputs = forward(self, batch)
-        if self.model.training:
-            calls["n"] += 1
-            if calls["n"] == n:
-                for value in outputs.values():
-                    value.register_hook(lambda grad: grad * float("inf"))
-        return outputs
+    def overflowing(output):
+        output.register_hook(lambda grad: grad * float("inf"))
+        return output
 
-    monkeypatch.setattr(Trainer, "forward", poisoned)
+    poison_forward(monkeypatch, n, overflowing)
 
 
+@pytest.mark.parametrize("step_path", STEP_PATHS)
 @pytest.mark.parametrize(
     ("every", "stops"),
     [(2, "the loss is nan at step 4"), (1, "the weights are not finite after step 3")],
 )
 def test_infinite_gradients_without_clip_grad_stop_the_run_and_keep_a_finite_checkpoint(
-    tmp_path, monkeypatch, every, stops
+    tmp_path, monkeypatch, every, stops, step_path
 ):
     """No per-step gradient check without clip_grad: the overflowing step 3 is applied, then the
     next step's loss (or step 3's own checkpoint) stops the run naming its step, and the newest
     checkpoint on disk is the finite one of step 2."""
     path = write_spec(tmp_path, block(epochs="1", checkpoint=f"every(steps={every})"))
     trainer = make_trainer(path, out=tmp_path / "runs")
+    use_step_path(monkeypatch, step_path)
     overflow_backward_at(monkeypatch, 3)
     with pytest.raises(TrainError, match=stops) as excinfo:
         trainer.run()
@@ -491,23 +513,64 @@ def test_evaluation_counts_exactly_whether_or_not_the_data_holds_ignored_targets
     trainer.log.close()
 
 
-def test_no_checkpoint_is_written_with_non_finite_weights(tmp_path, monkeypatch):
+@pytest.mark.parametrize("step_path", STEP_PATHS)
+def test_no_checkpoint_is_written_with_non_finite_weights(tmp_path, monkeypatch, step_path):
     path = write_spec(tmp_path, block(epochs="1", checkpoint="every(steps=1)"))
     trainer = make_trainer(path, out=tmp_path / "runs")
-    step = Trainer.train_step
+    use_step_path(monkeypatch, step_path)
+    steps = {"n": 0}
 
-    def spoiled(self, window, n):
-        result = step(self, window, n)
-        if n == 2:
+    def spoil(optimizer, args, kwargs):  # step 3 leaves an infinite weight behind a finite loss
+        steps["n"] += 1
+        if steps["n"] == 3:
             with torch.no_grad():
-                self.model.fc2.weight[0, 0] = float("inf")
-        return result
+                trainer.model.fc2.weight[0, 0] = float("inf")
 
-    monkeypatch.setattr(Trainer, "train_step", spoiled)
+    after_prepare(monkeypatch, lambda t: t.optimizer.register_step_post_hook(spoil))
     with pytest.raises(TrainError, match="weights are not finite after step 3 .*fc2.weight"):
         trainer.run()
     assert [p.name for p in ckpt.checkpoints(trainer.checkpoints)] == ["step-00000001", "step-00000002"]
     assert records(trainer.folder)[-1]["event"] == "error"
+
+
+def test_the_plain_step_and_train_step_take_the_same_steps_bit_for_bit(tmp_path, monkeypatch):
+    """The plain step is train_step's computation decided once: the same weights, optimizer state,
+    logged losses and evaluations, with and without a schedule."""
+    for schedule in (None, "cosine(warmup=3)"):
+        runs = {}
+        for step_path in STEP_PATHS:
+            with monkeypatch.context() as patch:
+                use_step_path(patch, step_path)
+                path = write_spec(tmp_path, block(epochs="2", schedule=schedule, checkpoint=None))
+                trainer = make_trainer(path, out=tmp_path / step_path / str(schedule))
+                result = trainer.run()
+                assert (trainer.plain_step() is not None) is (step_path == "plain")
+                runs[step_path] = (trainer, result)
+        (plain, a), (general, b) = runs["plain"], runs["general"]
+        assert a.metrics == b.metrics and a.step == b.step > 0
+        for (name, x), y in zip(plain.model.state_dict().items(), general.model.state_dict().values(), strict=True):
+            assert torch.equal(x, y), name
+        assert str(plain.optimizer.state_dict()) == str(general.optimizer.state_dict())
+        strip = [{k: v for k, v in r.items() if k not in ("samples_per_s", "seconds")} for r in records(plain.folder)]
+        assert strip == [
+            {k: v for k, v in r.items() if k not in ("samples_per_s", "seconds")} for r in records(general.folder)
+        ]
+
+
+def test_the_plain_step_applies_only_to_a_plain_regime(tmp_path):
+    """Anything the plain step does not do (accumulation, clipping, regularization, a watched
+    train_ metric) keeps train_step."""
+    plain = make_trainer(write_spec(tmp_path, block()), out=tmp_path / "runs")
+    plain.start()
+    assert plain.plain_step() is not None
+    plain.log.close()
+    for setting in ({"accumulate": "2"}, {"clip_grad": "1.0"}, {"best": "max(train_accuracy)"}):
+        folder = tmp_path / next(iter(setting))
+        folder.mkdir()
+        trainer = make_trainer(write_spec(folder, block(**setting)), out=folder / "runs")
+        trainer.start()
+        assert trainer.plain_step() is None, setting
+        trainer.log.close()
 
 
 def test_gan_nan_loss_stops_before_the_optimizers_step(tmp_path, monkeypatch):
