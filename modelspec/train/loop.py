@@ -334,6 +334,11 @@ class Trainer:
         self.dist = Context()  # one process unless `distributed ddp`/`fsdp` runs under torchrun (prepare)
         self.sharded = False  # under fsdp: self.model's parameters are shards (prepare)
         self.aliases: dict[str, str] = {}  # tied parameters' names -> the first name (fsdp's checkpoints)
+        # The plain step's losses: read at each step on the CPU, else left on the device (see plain_step)
+        self.read_each_step = self.device.type == "cpu"
+        self.pending: list[tuple[int, torch.Tensor, Any]] = []  # (step, loss, count) not read back yet
+        self.last_loss: float | None = None
+        self.settled_at = time.perf_counter()
 
     # ---- set-up ------------------------------------------------------------------------
 
@@ -738,6 +743,7 @@ class Trainer:
 
     def save(self, step: int, epoch: int, batch: int) -> Path:
         # Every process calls this at the same steps (under fsdp the tensors are gathered from all)
+        self.settle()  # the window's losses, and no checkpoint after a non-finite one
         state = self.state(step, epoch, batch)
         key = (step, epoch, batch, json.dumps(state.extra, sort_keys=True, default=str), state.rng["torch"].tolist())
         if self.saved is not None and self.saved[0] == key:
@@ -860,19 +866,25 @@ class Trainer:
         self.training_mode = True
 
     def plain_step(self):
-        """`train_step` for a window of one batch, as a function made at the start of each epoch, where the
-        regime is only a model, a loss on its output and the batch, and an optimizer (with or
-        without a schedule): one process, no accumulation, clipping, regularization, mixed
-        precision, teacher or `train_` metric. A small model's step is ~0.7 ms; train_step's
-        generality (its checks, lookups and calls) costs ~5% of it. None where it does not apply;
-        same computation, same results as train_step (tests/train/test_loop.py compares).
-        Subclasses whose step is another (gan) return None."""
+        """`train_step` for a window of one batch, as a function made at the start of each epoch,
+        where the regime is only a model, a loss on its output and the batch, an optimizer (with or
+        without a schedule) and bf16 autocast or none: one process, no accumulation, clipping,
+        regularization, fp16 scaler, teacher or `train_` metric. A small model's step is ~0.7 ms;
+        train_step's generality (its checks, lookups and calls) costs ~5% of it. None where it
+        does not apply; same computation, same results as train_step (tests/train/test_loop.py
+        compares). Subclasses whose step is another (gan) return None.
+
+        With `read_each_step` (on the CPU, where reading a number back costs nothing) each step
+        reads its loss, and a non-finite one stops the run before the optimizer steps. Otherwise
+        (an accelerator: a read would wait for the device at every step) losses stay on the device
+        in `pending` until `settle` reads them all at once, when a line is logged, before an
+        evaluation or checkpoint and at the end; a non-finite loss then stops the run naming its
+        step, and no checkpoint after it is written."""
         regime, graph = self.regime, self.model_ir.graph
         if (
             self.dist.active
             or regime.accumulate != 1
             or regime.clip_grad is not None
-            or self.autocast
             or self.scaler is not None
             or self.regularizers
             or not self.single_batch_mean
@@ -888,35 +900,69 @@ class Trainer:
         optimizer_step, zero_grad = self.optimizer.step, self.optimizer.zero_grad
         schedule_step = self.schedule.step if self.schedule is not None else None
         to_device = self.to_device if self.device.type != "cpu" else None
-        isfinite, float32 = math.isfinite, torch.float32
+        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.autocast else None
+        read_now, pending = self.read_each_step, self.pending
+        isfinite, float32, Tensor = math.isfinite, torch.float32, torch.Tensor
 
-        def step(batch: dict[str, torch.Tensor], number: int) -> tuple[float, int]:
+        def step(batch: dict[str, torch.Tensor], number: int) -> tuple[float | None, int]:
             if not self.training_mode:
                 self.enter_training_mode()
             if to_device is not None:
                 batch = to_device(batch)
             x, target = batch[input_name], batch[target_name]
-            prediction = runner(x)
-            loss, count = mean_of(prediction, target)
-            if not count:  # nothing counted: the summing path's loss of 0, no gradient
-                loss = criterion(prediction, target)[0]
+            if autocast is None:
+                prediction = runner(x)
+            else:
+                with autocast:
+                    prediction = runner(x)
+            if read_now or not isinstance(count := criterion.count(target), Tensor):
+                loss, count = mean_of(prediction, target)
+                if not count:  # nothing counted: the summing path's loss of 0, no gradient
+                    loss = criterion(prediction, target)[0]
+            else:  # counted on the device: the summing path's sum / max(count, 1), nothing read back
+                total, count = criterion(prediction, target)
+                loss = total / count.clamp(min=1)
             if loss.dtype != float32:
                 loss = loss.float()
             loss.backward()
-            mean = loss.item()
-            if not isfinite(mean):
-                zero_grad(set_to_none=True)
-                raise TrainError(f"the loss is {mean} at step {number + 1}")
+            if read_now:
+                mean = loss.item()
+                if not isfinite(mean):
+                    zero_grad(set_to_none=True)
+                    raise TrainError(f"the loss is {mean} at step {number + 1}")
+            else:
+                pending.append((number + 1, loss.detach(), count))
+                mean = None
             optimizer_step()
             zero_grad(set_to_none=True)
             if schedule_step is not None:
                 schedule_step()
-            count = float(count) or 1.0
-            self.window_loss_sum += mean * count
-            self.window_count += count
+            if read_now:
+                count = float(count) or 1.0
+                self.window_loss_sum += mean * count
+                self.window_count += count
             return mean, x.shape[0]
 
         return step
+
+    def settle(self) -> float | None:
+        """Read back the losses of the steps the plain step left on the device (one transfer for
+        all of them), add them to the window, and return the last one (None: no step yet). A
+        non-finite loss stops the run, naming its step."""
+        if self.pending:
+            values = torch.stack([loss for _, loss, _ in self.pending]).tolist()
+            for (step, _, count), value in zip(self.pending, values, strict=True):
+                if not math.isfinite(value):
+                    self.pending.clear()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.stop_with(TrainError(f"the loss is {value} at step {step}"))
+                count = float(count) or 1.0
+                self.window_loss_sum += value * count
+                self.window_count += count
+            self.pending.clear()
+            self.last_loss = values[-1]
+        self.settled_at = time.perf_counter()
+        return self.last_loss
 
     def train_step(self, window: list[dict[str, torch.Tensor]], step: int) -> tuple[float, int]:
         """One optimizer step over `window` (the accumulated micro-batches); its loss and samples."""
@@ -1171,8 +1217,12 @@ class Trainer:
             step += 1
             seen += samples
             if live:
+                if loss is None:  # left on the device: the bar shows the last one read, twice a second
+                    loss = self.settle() if time.perf_counter() - self.settled_at >= 0.5 else self.last_loss
                 progress.advance(step, epoch, loss, self.learning_rate(), samples)
             if step % log_every == 0 or step == total:
+                if loss is None:
+                    loss = self.settle()
                 now = time.perf_counter()
                 rate = seen / max(now - tick, 1e-9)
                 lr = self.learning_rate()
@@ -1218,6 +1268,7 @@ class Trainer:
 
     def after_evaluation(self, step: int, epoch: int, batch_index: int, val_loader, progress) -> bool:
         """Evaluate, log, track the best, decide early stopping (True: stop)."""
+        self.settle()
         results = self.window_results()
         if val_loader is not None:
             results.update(self.evaluate(val_loader))
@@ -1320,7 +1371,7 @@ class Progress:
         if self.bar is not None:
             self.bar.__exit__(*exc)
 
-    def advance(self, step: int, epoch: int, loss: float, lr: float, samples: int) -> None:
+    def advance(self, step: int, epoch: int, loss: float | None, lr: float, samples: int) -> None:
         if self.bar is None:
             return
         now = time.perf_counter()
@@ -1328,7 +1379,8 @@ class Progress:
         if now - self.since >= 0.5:
             self.rate, self.counted, self.since = self.counted / (now - self.since), 0, now
         rate = f" {self.rate:,.0f} samples/s" if self.rate else ""
-        status = f"epoch {epoch} loss {loss:.4f} lr {lr:.2e}{rate}{self.latest}"
+        shown = f" loss {loss:.4f}" if loss is not None else ""  # None: none read back yet
+        status = f"epoch {epoch}{shown} lr {lr:.2e}{rate}{self.latest}"
         self.bar.update(self.task, completed=step, status=status)
 
     def evaluated(self, results: dict[str, float]) -> None:

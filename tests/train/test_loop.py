@@ -394,13 +394,17 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     assert state.step == int(good.name[5:])
 
 
-STEP_PATHS = ["plain", "general"]  # Trainer.plain_step where it applies, train_step always
+# Trainer.plain_step where it applies (reading each loss at once, as on the CPU, or `deferred`:
+# left on the device until `settle`, as on an accelerator); train_step always
+STEP_PATHS = ["plain", "deferred", "general"]
 
 
 def use_step_path(monkeypatch, path: str) -> None:
-    """Run every step through `path`: `general` turns the plain step off."""
+    """Run every step through `path`."""
     if path == "general":
         monkeypatch.setattr(Trainer, "plain_step", lambda self: None)
+    elif path == "deferred":
+        after_prepare(monkeypatch, lambda trainer: setattr(trainer, "read_each_step", False))
 
 
 def after_prepare(monkeypatch, install) -> None:
@@ -437,7 +441,7 @@ def test_nan_in_the_forward_pass_names_its_step(tmp_path, monkeypatch, step_path
     poison_forward(monkeypatch, 5, lambda output: output * float("nan"))
     with pytest.raises(TrainError, match="the loss is nan at step 5"):
         trainer.run()
-    assert (trainer.plain_step() is not None) is (step_path == "plain")
+    assert (trainer.plain_step() is not None) is (step_path != "general")
     (folder,) = (tmp_path / "runs").iterdir()
     good, _ = ckpt.latest_valid(folder / "checkpoints", trainer.spec_hash)
     assert good.name == "step-00000004"
@@ -557,26 +561,64 @@ def test_no_checkpoint_is_written_with_non_finite_weights(tmp_path, monkeypatch,
 
 def test_the_plain_step_and_train_step_take_the_same_steps_bit_for_bit(tmp_path, monkeypatch):
     """The plain step is train_step's computation decided once: the same weights, optimizer state,
-    logged losses and evaluations, with and without a schedule."""
-    for schedule in (None, "cosine(warmup=3)"):
+    logged losses and evaluations, with and without a schedule and under bf16 autocast, whether
+    it reads each loss at once or leaves them for `settle` (what it does on an accelerator)."""
+    settings = [{"schedule": None}, {"schedule": "cosine(warmup=3)", "evaluate": "every(steps=7)"}]
+    settings.append({"precision": "bf16", "log_every": 1})
+    for setting in settings:
+        options = {"log_every": setting.pop("log_every", 10)}
         runs = {}
         for step_path in STEP_PATHS:
             with monkeypatch.context() as patch:
                 use_step_path(patch, step_path)
-                path = write_spec(tmp_path, block(epochs="2", schedule=schedule, checkpoint=None))
-                trainer = make_trainer(path, out=tmp_path / step_path / str(schedule))
+                path = write_spec(tmp_path, block(epochs="2", checkpoint=None, **setting))
+                trainer = make_trainer(path, out=tmp_path / step_path / str(len(runs)), **options)
                 result = trainer.run()
-                assert (trainer.plain_step() is not None) is (step_path == "plain")
+                assert (trainer.plain_step() is not None) is (step_path != "general")
+                assert not trainer.pending
                 runs[step_path] = (trainer, result)
-        (plain, a), (general, b) = runs["plain"], runs["general"]
-        assert a.metrics == b.metrics and a.step == b.step > 0
-        for (name, x), y in zip(plain.model.state_dict().items(), general.model.state_dict().values(), strict=True):
-            assert torch.equal(x, y), name
-        assert str(plain.optimizer.state_dict()) == str(general.optimizer.state_dict())
-        strip = [{k: v for k, v in r.items() if k not in ("samples_per_s", "seconds")} for r in records(plain.folder)]
-        assert strip == [
-            {k: v for k, v in r.items() if k not in ("samples_per_s", "seconds")} for r in records(general.folder)
-        ]
+        general, b = runs["general"]
+        lines = [{k: v for k, v in r.items() if k not in ("samples_per_s", "seconds")} for r in records(general.folder)]
+        for step_path in ("plain", "deferred"):
+            plain, a = runs[step_path]
+            assert a.metrics == b.metrics and a.step == b.step > 0, (setting, step_path)
+            for (name, x), y in zip(plain.model.state_dict().items(), general.model.state_dict().values(), strict=True):
+                assert torch.equal(x, y), (setting, step_path, name)
+            assert str(plain.optimizer.state_dict()) == str(general.optimizer.state_dict())
+            mine = [
+                {k: v for k, v in r.items() if k not in ("samples_per_s", "seconds")} for r in records(plain.folder)
+            ]
+            assert mine == lines, (setting, step_path)
+
+
+def test_deferred_losses_count_ignored_targets_on_the_device_and_resume_exactly(tmp_path, monkeypatch):
+    """Data holding ignore_index: the deferred step counts on the device (no read per step), a batch
+    with every target ignored is a step of loss 0, and a run stopped and resumed ends with the
+    weights of one that never stopped."""
+    import numpy as np
+
+    generator = np.random.default_rng(1)
+    labels = generator.integers(0, 10, 160)
+    labels[::4] = -100
+    labels[:16] = -100  # the first batch (in order) counts nothing
+    np.savez(tmp_path / "d.npz", x=generator.normal(size=(160, 1, 8, 8)).astype(np.float32), y=labels)
+    use_step_path(monkeypatch, "deferred")
+    data = 'npz(path="d.npz", batch=16, split=1, shuffle=false)'
+    path = write_spec(tmp_path, block(data=data, schedule=None, epochs="3", checkpoint=None, metrics=None))
+    whole = make_trainer(path, out=tmp_path / "whole", log_every=1)
+    assert whole.run().step == 30
+    assert not whole.loss.criterion.none_ignored  # counts are tensors: the device-side path ran
+    losses = [r["loss"] for r in records(whole.folder) if "loss" in r]
+    # the first batch of each epoch (in order) counts nothing
+    assert len(losses) == 30 and losses[::10] == [0.0] * 3
+    assert all(math.isfinite(v) and v > 0 for i, v in enumerate(losses) if i % 10)
+    stopped = make_trainer(path, out=tmp_path / "parts", max_steps=13, log_every=1)
+    assert stopped.run().step == 13
+    resumed = make_trainer(path, out=tmp_path / "parts", resume=stopped.folder, log_every=1)
+    assert resumed.run().step == 30
+    for (name, x), y in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
+    assert [r["loss"] for r in records(resumed.folder) if "loss" in r] == losses
 
 
 def test_the_plain_step_applies_only_to_a_plain_regime(tmp_path):
@@ -1096,7 +1138,7 @@ def test_the_progress_bar_shows_throughput_and_the_last_evaluation(monkeypatch):
     trainer = types.SimpleNamespace(regime=types.SimpleNamespace(name="small"), total_steps=10)
     progress = Progress(trainer, enabled=False)
     progress.console, progress.enabled = Console(file=io.StringIO(), force_terminal=True, width=200), True
-    clock = iter([100.2, 100.6, 101.0, 101.5])
+    clock = iter([100.2, 100.6, 101.0, 101.5, 101.6])
     monkeypatch.setattr("modelspec.train.loop.time.perf_counter", lambda: next(clock))
     progress.since = 100.0
     with progress:
@@ -1108,3 +1150,5 @@ def test_the_progress_bar_shows_throughput_and_the_last_evaluation(monkeypatch):
         progress.evaluated({"train_loss": 2.1, "val_loss": 1.9, "val_accuracy": 0.5})  # at 101.0
         progress.advance(3, 0, 1.8, 1e-3, 32)
         assert progress.bar.tasks[0].fields["status"].endswith("samples/s val_loss 1.9000 val_accuracy 0.5000")
+        progress.advance(4, 0, None, 1e-3, 32)  # no loss read back yet (left on an accelerator)
+        assert progress.bar.tasks[0].fields["status"].startswith("epoch 0 lr 1.00e-03")
