@@ -50,6 +50,8 @@ cores is discarded and run again once the machine is quiet (Quiet below).
     python bench/train_loop.py --attribute  # also: the Trainer's extra work piece by piece, what-if variants
     python bench/train_loop.py --only mlp --profile   # cProfile of the Trainer's epochs
     python bench/train_loop.py --cpu-time --no-wait   # 1 thread, CPU time: what a busy machine cannot skew
+    python bench/train_loop.py --device cuda --no-wait [--precision bf16]   # on a GPU (the hand
+        loops keep the data on the device; the Trainer copies each batch there)
 
 --cpu-time measures this process's CPU time with one torch thread: waiting
 for a core that another process holds does not count, so the ratio holds on
@@ -147,8 +149,10 @@ class TrainerSide:
         errors = [d for d in diagnostics if d.severity.name == "ERROR"]
         if errors:
             raise SystemExit(f"{case.name}: the spec does not check: {errors[0].message}")
-        spec = program.trains[case.regime].model_copy(update={"epochs": total_epochs})
-        self.trainer = t = Trainer(program, spec, Options(out=out, progress=False), sources=dict(sources.texts))
+        update = {"epochs": total_epochs} | ({"precision": PRECISION} if PRECISION else {})
+        spec = program.trains[case.regime].model_copy(update=update)
+        options = Options(out=out, progress=False, device=DEVICE)
+        self.trainer = t = Trainer(program, spec, options, sources=dict(sources.texts))
         self.step, self.epoch, self.position = t.start()  # Trainer.run's set-up, without its loop
         self.initial = copy.deepcopy(t.model)  # for side B, before any step
         self.progress = Progress(t, enabled=False)
@@ -195,8 +199,16 @@ class HandSide:
         t = a.trainer
         self.select = select
         (self.input,) = t.model_ir.graph.inputs
-        self.x, self.y = t.data.train.tensors[self.input], t.data.train.tensors["label"]
-        self.xv, self.yv = t.data.val.tensors[self.input], t.data.val.tensors["label"]
+        # On an accelerator the hand loop keeps this small data set on the device (what a tuned loop
+        # does); the Trainer copies each batch there.
+        self.device = t.device
+        train, val = t.data.train.tensors, t.data.val.tensors
+        self.x, self.y = train[self.input].to(self.device), train["label"].to(self.device)
+        self.xv, self.yv = val[self.input].to(self.device), val["label"].to(self.device)
+        if t.regime.precision == "fp16":
+            raise SystemExit("the hand loop runs fp32 or bf16 (fp16 needs a scaler)")
+        # as the Trainer: the forward pass under autocast, the loss outside it
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.regime.precision == "bf16")
         self.batch = t.data_args.batch
         self.seed = t.seed
         self.model = a.initial if model is None else model
@@ -206,14 +218,15 @@ class HandSide:
     def run_epoch(self) -> float:
         model, optimizer, x, y, batch = self.model, self.optimizer, self.x, self.y, self.batch
         n = len(x)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).to(self.device)
         model.train()
         for i in range(0, n, batch):
             index = order[i : i + batch]
-            if self.select:
-                loss = F.cross_entropy(model(x.index_select(0, index)), y.index_select(0, index))
-            else:
-                loss = F.cross_entropy(model(x[index]), y[index])
+            with self.autocast:
+                logits = model(x.index_select(0, index)) if self.select else model(x[index])
+            loss = F.cross_entropy(logits, y.index_select(0, index) if self.select else y[index])
+            if loss.dtype != torch.float32:  # bf16 logits: the step's loss in float32, as the Trainer's
+                loss = loss.float()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -222,7 +235,9 @@ class HandSide:
         total, hits = 0.0, 0
         with torch.no_grad():
             for i in range(0, len(self.xv), batch):
-                logits, target = model(self.xv[i : i + batch]), self.yv[i : i + batch]
+                with self.autocast:
+                    logits = model(self.xv[i : i + batch])
+                target = self.yv[i : i + batch]
                 total += F.cross_entropy(logits, target, reduction="sum").item()
                 hits += (logits.argmax(-1) == target).sum().item()
         self.accuracy = hits / len(self.xv)
@@ -294,12 +309,22 @@ class Quiet:
 
 
 CLOCK = time.perf_counter  # --cpu-time: time.process_time
+DEVICE = "cpu"  # --device
+PRECISION: str | None = None  # --precision: instead of the regime's
+
+
+def synchronize() -> None:
+    """Wait for the accelerator's queued work, so that a clock reading covers it."""
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def timed(run: Callable[[], float]) -> tuple[float, float]:
     gc.collect()
+    synchronize()
     start = CLOCK()
     value = run()
+    synchronize()
     return CLOCK() - start, value
 
 
@@ -651,8 +676,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=THREADS, help="torch threads (default: %(default)s)")
     parser.add_argument("--cpu-time", action="store_true", help="1 thread, CPU time of this process")
     parser.add_argument("--patience", type=float, default=WAIT_S, help="seconds to wait in all for a quiet machine")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], help="instead of the regimes' (fp32)")
     args = parser.parse_args()
-    global CLOCK
+    global CLOCK, DEVICE, PRECISION
+    DEVICE, PRECISION = args.device, args.precision
+    if args.device != "cpu" and args.cpu_time:
+        parser.error("--cpu-time measures the CPU: it cannot time an accelerator's work")
     if args.cpu_time:
         CLOCK, args.threads = time.process_time, 1
     torch.set_num_threads(args.threads)
@@ -664,6 +694,8 @@ def main() -> None:
 
     clock = "CPU time of this process" if args.cpu_time else "wall clock"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {clock}, Python {platform.python_version()}")
+    if DEVICE != "cpu":
+        print(f"device {DEVICE}: {torch.cuda.get_device_name(torch.device(DEVICE))}, precision {PRECISION or 'fp32'}")
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs\n")
     if args.profile:
         for case in cases:
