@@ -34,11 +34,12 @@ can train on real text that nobody has to download or ship.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import math
 import random
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ class DataBundle:
     # "classes" (names, when known), "normalize" ({"mean", "std"} for scale=standard)
     info: dict = field(default_factory=dict)
     drop_last: bool = False  # the model's batch dimension is a constant: every batch must be full
+    device: torch.device | None = None  # where the datasets' tensors are (None: the CPU; see on_device)
 
 
 # ---- datasets in memory -------------------------------------------------------------
@@ -107,6 +109,13 @@ class TensorItems(Dataset):
         """Every value the items' `name` takes (see `field_values`)."""
         return self.tensors.get(name)
 
+    def held(self) -> list[torch.Tensor]:
+        """The tensors this dataset reads its items from (see `on_device`)."""
+        return list(self.tensors.values())
+
+    def moved(self, move: Callable[[torch.Tensor], torch.Tensor]) -> TensorItems:
+        return TensorItems({k: move(t) for k, t in self.tensors.items()})
+
 
 class TextBlocks(Dataset):
     """Blocks of a token stream: item i is `tokens[s : s + block]` under each of
@@ -130,7 +139,7 @@ class TextBlocks(Dataset):
     def __getitems__(self, indices: list[int] | torch.Tensor | slice) -> dict[str, torch.Tensor]:
         # A batch of blocks in one gather: rows starts[i] + 0..block (the last column is the target's end).
         starts = self.starts[indices] if isinstance(indices, slice) else self.starts[torch.as_tensor(indices)]
-        rows = starts.unsqueeze(1) + torch.arange(self.block + 1)
+        rows = starts.unsqueeze(1) + torch.arange(self.block + 1, device=starts.device)
         window = self.tokens[rows].long()
         x = window[:, :-1].contiguous()
         batch = dict.fromkeys(self.names, x)
@@ -143,6 +152,30 @@ class TextBlocks(Dataset):
     def values(self, name: str) -> torch.Tensor | None:
         # the whole stream: a superset of what this subset's blocks hold
         return self.tokens if name == "target" or name in self.names else None
+
+    def held(self) -> list[torch.Tensor]:
+        return [self.tokens, self.starts]
+
+    def moved(self, move: Callable[[torch.Tensor], torch.Tensor]) -> TextBlocks:
+        return TextBlocks(move(self.tokens), move(self.starts), self.block, self.names)
+
+
+def on_device(bundle: DataBundle, device: torch.device, budget: int) -> DataBundle | None:
+    """`bundle` with its datasets' tensors on `device`, each tensor moved once (the training and
+    validation subsets of a text share its token stream), so that batches are gathered there
+    instead of copied there one by one; None when a dataset is not held in tensors (a plugin's
+    without `held`/`moved`) or they hold more than `budget` bytes."""
+    datasets = [d for d in (bundle.train, bundle.val) if d is not None]
+    if not all(callable(getattr(d, "held", None)) and callable(getattr(d, "moved", None)) for d in datasets):
+        return None
+    tensors = {id(t): t for d in datasets for t in d.held()}
+    if sum(t.numel() * t.element_size() for t in tensors.values()) > budget:
+        return None
+    placed = {key: t.to(device) for key, t in tensors.items()}
+    moved = [d.moved(lambda t: placed[id(t)]) for d in datasets]
+    return dataclasses.replace(
+        bundle, train=moved[0], val=moved[1] if bundle.val is not None else None, device=torch.device(device)
+    )
 
 
 def field_values(dataset: Dataset | None, name: str) -> torch.Tensor | None:
@@ -925,9 +958,11 @@ class EpochBatches(Sampler[torch.Tensor]):
         drop_last: bool = False,
         rank: int = 0,
         world: int = 1,
+        device: torch.device | None = None,
     ):
         self.n, self.batch, self.shuffle, self.seed, self.epoch = n, batch, shuffle, seed, epoch
         self.start, self.rank, self.world = start, rank, world
+        self.device = device  # where the indices go (the data's device): one copy per epoch, not per batch
         self.total = n // batch if drop_last or world > 1 else math.ceil(n / batch)
 
     def order(self) -> torch.Tensor:
@@ -936,7 +971,9 @@ class EpochBatches(Sampler[torch.Tensor]):
         return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
 
     def __iter__(self):
-        order = self.order()
+        order = self.order()  # the same permutation wherever the data is (seeded on the CPU)
+        if self.device is not None:
+            order = order.to(self.device)
         for k in range(self.start, self.total):
             indices = order[k * self.batch : (k + 1) * self.batch]
             yield indices[self.rank :: self.world] if self.world > 1 else indices
@@ -1022,6 +1059,7 @@ def make_loaders(
         drop_last=bundle.drop_last,
         rank=rank,
         world=world,
+        device=bundle.device,
     )
     if skip_batches < 0 or skip_batches > train_batches.total:
         raise DataError(f"cannot skip {skip_batches} batches: an epoch of the training data has {train_batches.total}")
@@ -1042,6 +1080,8 @@ def make_loaders(
     val = None
     if bundle.val is not None:
         size = len(bundle.val)
-        in_order = EpochBatches(size, batch, shuffle=False, seed=seed, epoch=epoch, drop_last=bundle.drop_last)
+        in_order = EpochBatches(
+            size, batch, shuffle=False, seed=seed, epoch=epoch, drop_last=bundle.drop_last, device=bundle.device
+        )
         val = loader(bundle.val, in_order, 1)
     return train, val

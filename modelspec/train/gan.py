@@ -102,6 +102,7 @@ class GanTrainer(Trainer):
             count = self.regime.samples.rows * self.regime.samples.cols
             generator = torch.Generator().manual_seed(self.seed + 12345)
             self.fixed_noise = torch.randn([count, *self.noise_shape[1:]], generator=generator).to(self.device)
+        self.place_data()
 
     # ---- state --------------------------------------------------------------------------
 

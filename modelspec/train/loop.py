@@ -481,6 +481,22 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type) if self.regime.precision == "fp16" else None
         if self.regime.precision == "fp16" and self.device.type != "cuda":
             raise TrainError("precision fp16 needs a CUDA device; on the CPU use bf16")
+        self.place_data()
+
+    def place_data(self) -> None:
+        """On a CUDA device, data sets held in tensors move there whole when they take at most a
+        quarter of its free memory and batches are fetched in this process (`workers=0`): batches
+        are then gathered on the device instead of copied there at every step (for the digits MLP
+        a 200 KB copy per step of ~0.2 ms of kernels). Called last in `prepare`, after everything
+        that reads the data on the CPU."""
+        from modelspec.train.data import on_device
+
+        if self.device.type != "cuda" or getattr(self.data_args, "workers", 0):
+            return
+        free, _ = torch.cuda.mem_get_info(self.device)
+        placed = on_device(self.data, self.device, free // 4)
+        if placed is not None:
+            self.data = placed
 
     def make_teacher(self, base: Path | None):
         """The distillation teacher: its spec's model with its trained weights, frozen."""
@@ -853,7 +869,7 @@ class Trainer:
         return result if isinstance(result, dict) else {self.output_name: result}
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if self.device.type == "cpu":  # the data is on the CPU already
+        if self.device.type == "cpu" or self.data.device is not None:  # the data is there already
             return batch
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
@@ -899,7 +915,7 @@ class Trainer:
         runner, mean_of, criterion = self.runner, self.loss.criterion.mean, self.loss.criterion
         optimizer_step, zero_grad = self.optimizer.step, self.optimizer.zero_grad
         schedule_step = self.schedule.step if self.schedule is not None else None
-        to_device = self.to_device if self.device.type != "cpu" else None
+        to_device = self.to_device if self.device.type != "cpu" and self.data.device is None else None
         autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.autocast else None
         read_now, pending = self.read_each_step, self.pending
         isfinite, float32, Tensor = math.isfinite, torch.float32, torch.Tensor

@@ -24,6 +24,7 @@ from modelspec.train.data import (
     input_bounds,
     make_data,
     make_loaders,
+    on_device,
     stdlib_text,
     tensor_type,
 )
@@ -583,3 +584,58 @@ def test_types_are_read_from_text():
     t = tensor_type("float[B, 1, (H - 1)//2 + 1, 28]")
     assert str(t) == "float[B, 1, (H - 1)//2 + 1, 28]" and t.rank == 4
     assert tensor_type(t) is t
+
+
+# ---- data on the device -------------------------------------------------------------------
+
+
+def test_data_on_the_device_gives_the_same_batches_and_moves_a_shared_stream_once(tmp_path, monkeypatch):
+    """`on_device` (what a CUDA run does with data that fits): every tensor moved once, the text's
+    training and validation blocks still sharing one stream, and the loaders (indices moved once
+    per epoch) giving the batches of the data left on the CPU. Here the device is the CPU; the
+    moves are counted through Tensor.to."""
+    moves = []
+    to = torch.Tensor.to
+
+    def counted(tensor, *args, **kwargs):
+        moves.append(tensor.shape)
+        return to(tensor, *args, **kwargs).clone()  # a new tensor, as a move to another device gives
+
+    path = write(tmp_path / "t.txt", TEXT)
+    cases = [
+        (load("digits", IMAGE, batch=50, size=28), data("digits", batch=50, size=28)),
+        (load("text", TOKENS, path=path, block=16, batch=8), data("text", path=path, block=16, batch=8)),
+    ]
+    for bundle, spec in cases:
+        moves.clear()
+        with monkeypatch.context() as patch:
+            patch.setattr(torch.Tensor, "to", counted)
+            placed = on_device(bundle, torch.device("cpu"), budget=1 << 30)
+        assert placed is not None and placed.device == torch.device("cpu") and bundle.device is None
+        held = {id(t) for d in (placed.train, placed.val) for t in d.held()}
+        assert len(moves) == len(held) == len({id(t) for d in (bundle.train, bundle.val) for t in d.held()})
+        assert held.isdisjoint({id(t) for d in (bundle.train, bundle.val) for t in d.held()})
+        for epoch in (0, 1):
+            assert same(batches(placed, spec, epoch=epoch), batches(bundle, spec, epoch=epoch))
+        assert same(batches(placed, spec, val=True), batches(bundle, spec, val=True))
+        assert same(batches(placed, spec, epoch=1, skip=3), batches(bundle, spec, epoch=1, skip=3))
+    text = cases[1][0]
+    placed = on_device(text, torch.device("cpu"), budget=1 << 30)
+    assert placed.train.tokens is placed.val.tokens  # the shared stream, moved once
+
+
+def test_data_stays_where_it_is_when_it_does_not_fit_or_is_not_held_in_tensors():
+    bundle = load("digits", IMAGE, batch=50, size=28)
+    size = sum(t.numel() * t.element_size() for d in (bundle.train, bundle.val) for t in d.held())
+    assert on_device(bundle, torch.device("cpu"), budget=size - 1) is None
+    assert on_device(bundle, torch.device("cpu"), budget=size) is not None
+
+    class Items(torch.utils.data.Dataset):  # a plugin's dataset that reads items one by one
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return {"image": torch.zeros(1, 28, 28), "label": torch.tensor(0)}
+
+    other = DataBundle(train=Items(), val=None, fields=("label",))
+    assert on_device(other, torch.device("cpu"), budget=1 << 30) is None
