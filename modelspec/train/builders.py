@@ -252,28 +252,24 @@ def sgd_optimizer(args, params) -> torch.optim.Optimizer:
     )
 
 
-def adam_optimizer(args, params) -> torch.optim.Optimizer:
-    return torch.optim.Adam(
+def _adam_family(torch_class, name: str, args, params) -> torch.optim.Optimizer:
+    return torch_class(
         params,
         lr=args.lr,
         betas=tuple(args.betas),
         eps=args.eps,
         weight_decay=args.weight_decay,
         amsgrad=args.amsgrad,
-        fused=fused_choice("adam", args.fused, params) or None,
+        fused=fused_choice(name, args.fused, params) or None,
     )
+
+
+def adam_optimizer(args, params) -> torch.optim.Optimizer:
+    return _adam_family(torch.optim.Adam, "adam", args, params)
 
 
 def adamw_optimizer(args, params) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(
-        params,
-        lr=args.lr,
-        betas=tuple(args.betas),
-        eps=args.eps,
-        weight_decay=args.weight_decay,
-        amsgrad=args.amsgrad,
-        fused=fused_choice("adamw", args.fused, params) or None,
-    )
+    return _adam_family(torch.optim.AdamW, "adamw", args, params)
 
 
 def rmsprop_optimizer(args, params) -> torch.optim.Optimizer:
