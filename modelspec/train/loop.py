@@ -336,7 +336,8 @@ class Trainer:
         self.aliases: dict[str, str] = {}  # tied parameters' names -> the first name (fsdp's checkpoints)
         # The plain step's losses: read at each step on the CPU, else left on the device (see plain_step)
         self.read_each_step = self.device.type == "cpu"
-        self.pending: list[tuple[int, torch.Tensor, Any]] = []  # (step, loss, count) not read back yet
+        # (step, loss, count, clipped gradients' norm or None) not read back yet
+        self.pending: list[tuple[int, torch.Tensor, Any, torch.Tensor | None]] = []
         self.last_loss: float | None = None
         self.settled_at = time.perf_counter()
 
@@ -884,23 +885,22 @@ class Trainer:
     def plain_step(self):
         """`train_step` for a window of one batch, as a function made at the start of each epoch,
         where the regime is only a model, a loss on its output and the batch, an optimizer (with or
-        without a schedule) and bf16 autocast or none: one process, no accumulation, clipping,
-        regularization, fp16 scaler, teacher or `train_` metric. A small model's step is ~0.7 ms;
+        without a schedule), gradient clipping or none and bf16 autocast or none: one process, no
+        accumulation, regularization, fp16 scaler, teacher or `train_` metric. A small model's step is ~0.7 ms;
         train_step's generality (its checks, lookups and calls) costs ~5% of it. None where it
         does not apply; same computation, same results as train_step (tests/train/test_loop.py
         compares). Subclasses whose step is another (gan) return None.
 
         With `read_each_step` (on the CPU, where reading a number back costs nothing) each step
-        reads its loss, and a non-finite one stops the run before the optimizer steps. Otherwise
-        (an accelerator: a read would wait for the device at every step) losses stay on the device
-        in `pending` until `settle` reads them all at once, when a line is logged, before an
-        evaluation or checkpoint and at the end; a non-finite loss then stops the run naming its
-        step, and no checkpoint after it is written."""
+        reads its loss (and clipped gradients' norm), and a non-finite one stops the run before
+        the optimizer steps. Otherwise (an accelerator: a read would wait for the device at every
+        step) they stay on the device in `pending` until `settle` reads them all at once, when a
+        line is logged, before an evaluation or checkpoint and at the end; a non-finite one then
+        stops the run naming its step, and no checkpoint after it is written."""
         regime, graph = self.regime, self.model_ir.graph
         if (
             self.dist.active
             or regime.accumulate != 1
-            or regime.clip_grad is not None
             or self.scaler is not None
             or self.regularizers
             or not self.single_batch_mean
@@ -918,6 +918,7 @@ class Trainer:
         to_device = self.to_device if self.device.type != "cpu" and self.data.device is None else None
         autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.autocast else None
         read_now, pending = self.read_each_step, self.pending
+        clip, trainable, clip_norm = regime.clip_grad, self.trainable, torch.nn.utils.clip_grad_norm_
         isfinite, float32, Tensor = math.isfinite, torch.float32, torch.Tensor
 
         def step(batch: dict[str, torch.Tensor], number: int) -> tuple[float | None, int]:
@@ -941,13 +942,17 @@ class Trainer:
             if loss.dtype != float32:
                 loss = loss.float()
             loss.backward()
+            norm = clip_norm(trainable, clip) if clip is not None else None
             if read_now:
                 mean = loss.item()
                 if not isfinite(mean):
                     zero_grad(set_to_none=True)
                     raise TrainError(f"the loss is {mean} at step {number + 1}")
+                if norm is not None and not isfinite(norm.item()):
+                    zero_grad(set_to_none=True)
+                    raise TrainError(f"the gradients are not finite at step {number + 1} (the loss is {mean})")
             else:
-                pending.append((number + 1, loss.detach(), count))
+                pending.append((number + 1, loss.detach(), count, norm))
                 mean = None
             optimizer_step()
             zero_grad(set_to_none=True)
@@ -966,12 +971,20 @@ class Trainer:
         all of them), add them to the window, and return the last one (None: no step yet). A
         non-finite loss stops the run, naming its step."""
         if self.pending:
-            values = torch.stack([loss for _, loss, _ in self.pending]).tolist()
-            for (step, _, count), value in zip(self.pending, values, strict=True):
+            values = torch.stack([loss for _, loss, _, _ in self.pending]).tolist()
+            norms = [norm for *_, norm in self.pending]
+            if norms[0] is not None:  # clipped: every step has its norm
+                norms = torch.stack(norms).tolist()
+            for (step, _, count, _), value, norm in zip(self.pending, values, norms, strict=True):
+                problem = None
                 if not math.isfinite(value):
+                    problem = f"the loss is {value} at step {step}"
+                elif norm is not None and not math.isfinite(norm):
+                    problem = f"the gradients are not finite at step {step} (the loss is {value})"
+                if problem:
                     self.pending.clear()
                     self.optimizer.zero_grad(set_to_none=True)
-                    self.stop_with(TrainError(f"the loss is {value} at step {step}"))
+                    self.stop_with(TrainError(problem))
                 count = float(count) or 1.0
                 self.window_loss_sum += value * count
                 self.window_count += count
