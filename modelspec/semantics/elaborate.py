@@ -431,13 +431,18 @@ class Elaborator:
             if isinstance(d, ast.Name) and not frame.scope.has(d.id) and bind_unknown:
                 # A new size name: a symbolic dimension from here on.
                 frame.scope.set(d.id, Dim.sym(d.id))
-            value = C.normalise(self.eval_const(d, frame.scope))
-            if not C.is_size(value):
-                raise CompileError(error("E0307", f"a dimension must be a size, got {describe(value)}", d.span, "here"))
-            if isinstance(value, int) and value < 0:
-                raise CompileError(error("E0208", f"a dimension cannot be negative, got {value}", d.span, "here"))
-            dims.append(value)
+            dims.append(self.eval_size(d, frame.scope))
         return TensorType(texpr.dtype, tuple(dims))
+
+    def eval_size(self, d: ast.Expr, scope: Scope):
+        """The size a dimension of a tensor type evaluates to (E0307 when it is not one, E0208 when
+        it is negative)."""
+        value = C.normalise(self.eval_const(d, scope))
+        if not C.is_size(value):
+            raise CompileError(error("E0307", f"a dimension must be a size, got {describe(value)}", d.span, "here"))
+        if isinstance(value, int) and value < 0:
+            raise CompileError(error("E0208", f"a dimension cannot be negative, got {value}", d.span, "here"))
+        return value
 
     def run_assert(self, stmt: ast.Assert, frame: Frame) -> None:
         cond = stmt.condition
@@ -1390,7 +1395,7 @@ class Elaborator:
             if isinstance(dim_expr, ast.Name) and not frame.scope.has(dim_expr.id):
                 frame.scope.set(dim_expr.id, C.normalise(actual))
                 continue
-            expected = C.normalise(self.eval_const(dim_expr, frame.scope))
+            expected = self.eval_size(dim_expr, frame.scope)
             if Dim.of(expected) != actual:
                 raise mismatch(
                     f"`{block}` expects `{stmt.name}` with size {expected} where it receives {actual}",
