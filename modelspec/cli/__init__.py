@@ -20,7 +20,7 @@ from modelspec.cli.ops import ops_command
 from modelspec.cli.plot import plot_command
 from modelspec.cli.plugins import plugins_command
 from modelspec.cli.summary import summary_command
-from modelspec.cli.train import train_command
+from modelspec.cli.train import Terminated, train_command
 
 # Subcommands that read the plugin registry: they warn about plugins that failed to load.
 USES_PLUGINS = {"check", "compile", "summary", "graph", "generate", "train", "ops"}
@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
+    except Terminated:  # SIGTERM during `mspec train`
+        click.echo("terminated (SIGTERM)", err=True)
+        return 143  # 128 + SIGTERM, what a shell reports for a process it ended
     except RecursionError:
         click.echo("error: the spec is nested too deeply to process", err=True)
         return 1

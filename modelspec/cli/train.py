@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -76,7 +77,8 @@ def train_command(file, regime, out, device, max_steps, resume, seed, tensorboar
         progress=progress,
     )
     try:
-        result = trainer_class(program, spec, options, sources=dict(sources.texts)).run()
+        with _stopped_by_sigterm():
+            result = trainer_class(program, spec, options, sources=dict(sources.texts)).run()
     except TrainError as exc:
         import os
 
@@ -86,6 +88,35 @@ def train_command(file, regime, out, device, max_steps, resume, seed, tensorboar
     if result.main:  # one report for a distributed run, from its first process
         _print_result(result)
     _leave(0)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the run is (a BaseException: no `except Exception` catches it, nor
+    click, which turns KeyboardInterrupt into "Aborted!"); `main` reports it and exits 143."""
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm():
+    """SIGTERM (`kill`, a job scheduler) stops the run as Ctrl-C does, through the Trainer's
+    clean-up: metrics.jsonl keeps every line written (a checkpoint being written is left
+    unfinished and never loaded). Under torchrun the default stays: it stops a run's processes
+    with SIGTERM when one fails, and their process group must not be torn down in order."""
+    import os
+    import signal
+    import threading
+
+    if "WORLD_SIZE" in os.environ or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _leave(code: int) -> None:

@@ -33,6 +33,7 @@ can train on real text that nobody has to download or ship.
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import importlib.util
@@ -114,7 +115,10 @@ class TensorItems(Dataset):
         return list(self.tensors.values())
 
     def moved(self, move: Callable[[torch.Tensor], torch.Tensor]) -> TensorItems:
-        return TensorItems({k: move(t) for k, t in self.tensors.items()})
+        """A copy (of the same class: a subclass keeps its behaviour) reading moved tensors."""
+        copied = copy.copy(self)
+        copied.tensors = {k: move(t) for k, t in self.tensors.items()}
+        return copied
 
 
 class TextBlocks(Dataset):
@@ -157,7 +161,9 @@ class TextBlocks(Dataset):
         return [self.tokens, self.starts]
 
     def moved(self, move: Callable[[torch.Tensor], torch.Tensor]) -> TextBlocks:
-        return TextBlocks(move(self.tokens), move(self.starts), self.block, self.names)
+        copied = copy.copy(self)
+        copied.tokens, copied.starts = move(self.tokens), move(self.starts)
+        return copied
 
 
 def on_device(bundle: DataBundle, device: torch.device, budget: int) -> DataBundle | None:

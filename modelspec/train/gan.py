@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from modelspec.train import checkpoint as ckpt
-from modelspec.train.loop import Progress, Trainer, TrainError, _outputs, restoring, torch_build
+from modelspec.train.loop import Progress, Trainer, TrainError, _outputs, load_optimizer_state, restoring, torch_build
 
 
 def _single_output(model_ir, result) -> torch.Tensor:
@@ -125,7 +125,7 @@ class GanTrainer(Trainer):
             state = ckpt.load(path, self.model, self.spec_hash)
         for role in self.optimizers:
             with restoring(path, f"{role}'s optimizer state"):
-                self.optimizers[role].load_state_dict(state.optimizers[role])
+                load_optimizer_state(self.optimizers[role], state.optimizers[role])
             with restoring(path, f"{role}'s schedule state"):
                 self.schedules[role].load_state_dict(state.schedulers[role])
         with restoring(path, "training state"):

@@ -260,7 +260,7 @@ class MetricsLog:
             self.writer = summary_writer()(str(tensorboard_dir))
 
     def flush(self) -> None:
-        if self.handle is not None:
+        if self.handle is not None and not self.handle.closed:
             self.handle.flush()
             self.flushed = time.monotonic()
 
@@ -803,7 +803,7 @@ class Trainer:
             with restoring(path, "weights"):
                 state = ckpt.load(path, self.model, self.spec_hash)
             with restoring(path, "optimizer state"):
-                self.optimizer.load_state_dict(state.optimizers["main"])
+                load_optimizer_state(self.optimizer, state.optimizers["main"])
         if self.schedule is not None and "main" in state.schedulers:
             with restoring(path, "schedule state"):
                 self.schedule.load_state_dict(state.schedulers["main"])
@@ -932,13 +932,14 @@ class Trainer:
             else:
                 with autocast:
                     prediction = runner(x)
-            if read_now or not isinstance(count := criterion.count(target), Tensor):
-                loss, count = mean_of(prediction, target)
-                if not count:  # nothing counted: the summing path's loss of 0, no gradient
-                    loss = criterion(prediction, target)[0]
-            else:  # counted on the device: the summing path's sum / max(count, 1), nothing read back
-                total, count = criterion(prediction, target)
-                loss = total / count.clamp(min=1)
+            loss, count = mean_of(prediction, target)
+            if isinstance(count, Tensor):
+                # Targets that may be ignore_index: the count is read (a wait on an accelerator), as
+                # train_step does. Dividing the sum by it on the device instead differs from torch's
+                # mean in the last bits under label smoothing.
+                count = count.item()
+            if not count:  # nothing counted: the summing path's loss of 0, no gradient
+                loss = criterion(prediction, target)[0]
             if loss.dtype != float32:
                 loss = loss.float()
             loss.backward()
@@ -959,7 +960,7 @@ class Trainer:
             if schedule_step is not None:
                 schedule_step()
             if read_now:
-                count = float(count) or 1.0
+                count = count or 1
                 self.window_loss_sum += mean * count
                 self.window_count += count
             return mean, x.shape[0]
@@ -985,7 +986,7 @@ class Trainer:
                     self.pending.clear()
                     self.optimizer.zero_grad(set_to_none=True)
                     self.stop_with(TrainError(problem))
-                count = float(count) or 1.0
+                count = count or 1  # a number: the plain step reads a count held on the device
                 self.window_loss_sum += value * count
                 self.window_count += count
             self.pending.clear()
@@ -1196,6 +1197,8 @@ class Trainer:
             self.dist.barrier()  # the others wait for process 0's last checkpoint before leaving the group
             return result
         finally:
+            if getattr(self, "log", None) is not None:  # lines still buffered (a stop by a signal, an error)
+                self.log.flush()
             # DDP's reducer holds the process group: release it before the group is destroyed
             self.runner = getattr(self, "model", None)
             self.dist.shutdown()
@@ -1246,11 +1249,12 @@ class Trainer:
             step += 1
             seen += samples
             if live:
-                if loss is None:  # left on the device: the bar shows the last one read, twice a second
-                    loss = self.settle() if time.perf_counter() - self.settled_at >= 0.5 else self.last_loss
-                progress.advance(step, epoch, loss, self.learning_rate(), samples)
+                shown = loss
+                if shown is None:  # left on the device: the bar shows the last one read, twice a second
+                    shown = self.settle() if time.perf_counter() - self.settled_at >= 0.5 else self.last_loss
+                progress.advance(step, epoch, shown, self.learning_rate(), samples)
             if step % log_every == 0 or step == total:
-                if loss is None:
+                if loss is None:  # this step's own loss (settle reads every step still on the device)
                     loss = self.settle()
                 now = time.perf_counter()
                 rate = seen / max(now - tick, 1e-9)
@@ -1422,6 +1426,18 @@ class Progress:
             self.since = time.perf_counter()  # the evaluation's time is no training throughput
         else:  # a plain line (rich's rendering costs a small model's step or two)
             print(f"{self.trainer.regime.name}: {text}", file=sys.stderr, flush=True)
+
+
+IMPLEMENTATION = ("fused", "foreach")  # how an optimizer computes its step, not what it computes
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """`optimizer.load_state_dict(state)`, keeping the implementation chosen for this run (torch
+    would take the saved one: a CPU run's fused adagrad resumed on CUDA, where torch has none)."""
+    chosen = [{key: group[key] for key in IMPLEMENTATION if key in group} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, keys in zip(optimizer.param_groups, chosen, strict=True):
+        group.update(keys)
 
 
 def metric_state(metric) -> dict[str, Any]:

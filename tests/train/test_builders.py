@@ -194,6 +194,20 @@ def test_fused_is_chosen_only_where_torchs_kernel_runs():
     assert not builders.fused_choice("adagrad", None, weights, devices=("cuda",))
 
 
+def test_resuming_keeps_the_implementation_chosen_for_this_run():
+    """torch's load_state_dict takes the saved param groups whole, `fused` included: a state saved
+    unfused (or fused on the CPU, as adagrad can only be) must not decide the resumed run's."""
+    from modelspec.train.loop import load_optimizer_state
+
+    saved_by = make_optimizer(spec("optimizer", "adagrad", fused=False), tiny().named_parameters(), REGISTRY)
+    train(tiny(), saved_by)
+    resumed = make_optimizer(spec("optimizer", "adagrad"), tiny().named_parameters(), REGISTRY)
+    assert resumed.defaults["fused"] is True and saved_by.param_groups[0]["fused"] is None
+    load_optimizer_state(resumed, saved_by.state_dict())
+    assert [g["fused"] for g in resumed.param_groups] == [True]
+    assert resumed.param_groups[0]["lr"] == saved_by.param_groups[0]["lr"]
+
+
 def test_rmsprop_takes_no_fused_argument():
     with pytest.raises(ValueError, match="fused"):
         make_optimizer(spec("optimizer", "rmsprop", fused=True), tiny().named_parameters(), REGISTRY)

@@ -639,3 +639,18 @@ def test_data_stays_where_it_is_when_it_does_not_fit_or_is_not_held_in_tensors()
 
     other = DataBundle(train=Items(), val=None, fields=("label",))
     assert on_device(other, torch.device("cpu"), budget=1 << 30) is None
+
+
+def test_a_dataset_subclass_keeps_its_class_on_the_device():
+    """A plugin's TensorItems subclass that changes how items are fetched keeps doing so."""
+
+    class Doubled(TensorItems):
+        def __getitems__(self, indices):
+            batch = super().__getitems__(indices)
+            return {**batch, "image": batch["image"] * 2}
+
+    tensors = {"image": torch.arange(12.0).reshape(6, 2), "label": torch.arange(6)}
+    bundle = DataBundle(train=Doubled(tensors), val=None, fields=("label",))
+    placed = on_device(bundle, torch.device("cpu"), budget=1 << 20)
+    assert type(placed.train) is Doubled
+    assert torch.equal(placed.train.__getitems__(torch.tensor([1]))["image"], torch.tensor([[4.0, 6.0]]))

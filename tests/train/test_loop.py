@@ -304,6 +304,64 @@ def test_resume_after_sigkill_at_a_random_moment(tmp_path):
     assert logged(folder) == logged(reference.folder)
 
 
+def test_sigterm_stops_the_run_cleanly_and_it_resumes_exactly(tmp_path):
+    """`kill` (SIGTERM) stops `mspec train` through its clean-up: exit 143, every metrics line
+    written whole, no checkpoint half written; `--resume` then ends bitwise equal to an
+    uninterrupted run."""
+    from modelspec.cli import main
+
+    path = write_spec(tmp_path, block(epochs="3", checkpoint="every(steps=10)"))
+    reference = train(path, out=tmp_path / "reference")
+    out = tmp_path / "runs"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelspec.cli", "train", str(path), "--out", str(out), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("*/checkpoints/step-*"))) < 3:
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.002)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 143 and "terminated (SIGTERM)" in err.decode() and "Traceback" not in err.decode()
+    (folder,) = out.iterdir()
+    text = (folder / "metrics.jsonl").read_text()
+    assert text.endswith("\n") and all(json.loads(line) for line in text.splitlines())
+    assert last_checkpoint(folder).name != f"step-{3 * BATCHES:08d}", "stopped too late to show anything"
+    assert main(["train", str(path), "--out", str(out), "--resume", str(folder), "--no-progress"]) == 0
+    assert_bitwise(folder, reference.folder)
+    assert logged(folder) == logged(reference.folder)
+
+
+def test_lines_still_buffered_are_written_when_a_run_stops_on_an_exception(tmp_path, monkeypatch):
+    monkeypatch.setattr(MetricsLog, "FLUSH_S", 3600.0)
+    path = write_spec(tmp_path, block(epochs="1", checkpoint=None))
+    trainer = make_trainer(path, out=tmp_path / "runs", log_every=1)
+    make_step = Trainer.plain_step
+
+    def interrupted_at_step_7(self):
+        step = make_step(self)
+
+        def run(batch, number):
+            if number == 6:
+                raise KeyboardInterrupt
+            return step(batch, number)
+
+        return run
+
+    monkeypatch.setattr(Trainer, "plain_step", interrupted_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert [r["step"] for r in records(trainer.folder) if "loss" in r] == [1, 2, 3, 4, 5, 6]
+
+
 def logged(folder: Path) -> list[tuple]:
     """The training and evaluation lines of a run's metrics.jsonl, without timings and notes."""
     keys = ("step", "epoch", "loss", "lr", "val_loss", "val_accuracy", "train_loss")
@@ -572,6 +630,8 @@ def test_the_plain_step_and_train_step_take_the_same_steps_bit_for_bit(tmp_path,
     settings = [{"schedule": None}, {"schedule": "cosine(warmup=3)", "evaluate": "every(steps=7)"}]
     settings.append({"precision": "bf16", "log_every": 1})
     settings.append({"clip_grad": "0.5", "optimizer": "sgd(lr=0.5, momentum=0.9)"})  # clipping at work
+    # targets that may be ignored: counts on the device, label smoothing (torch's mean in its last bits)
+    settings.append({"loss": "cross_entropy(logits, label, label_smoothing=0.1, ignore_index=3)"})
     for setting in settings:
         options = {"log_every": setting.pop("log_every", 10)}
         runs = {}
@@ -596,6 +656,23 @@ def test_the_plain_step_and_train_step_take_the_same_steps_bit_for_bit(tmp_path,
                 {k: v for k, v in r.items() if k not in ("samples_per_s", "seconds")} for r in records(plain.folder)
             ]
             assert mine == lines, (setting, step_path)
+
+
+def test_a_live_progress_bar_does_not_change_what_the_deferred_step_logs(tmp_path, monkeypatch):
+    """With the bar live (a terminal), the deferred step's log lines still carry their own
+    step's loss (the bar shows the last one read, at most twice a second)."""
+    import rich.console
+
+    monkeypatch.setattr(rich.console.Console, "is_terminal", property(lambda self: True))
+    path = write_spec(tmp_path, block(epochs="1", checkpoint=None))
+    logged = {}
+    for step_path in ("plain", "deferred"):
+        with monkeypatch.context() as patch:
+            use_step_path(patch, step_path)
+            trainer = make_trainer(path, out=tmp_path / step_path, progress=True)
+            trainer.run()
+            logged[step_path] = [(r["step"], r["loss"]) for r in records(trainer.folder) if "loss" in r]
+    assert len(logged["plain"]) == 5 and logged["deferred"] == logged["plain"]
 
 
 def test_deferred_losses_count_ignored_targets_on_the_device_and_resume_exactly(tmp_path, monkeypatch):
