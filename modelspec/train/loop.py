@@ -315,6 +315,17 @@ class MetricsLog:
             self.writer.close()
 
 
+LOW_OR_DOUBLE = ("float64", "bfloat16", "float16")  # float inputs declared in another dtype than float32
+
+
+def build_dtype(model_ir) -> str | None:
+    """The dtype to build a model in: the one its floating-point inputs declare when that is not
+    float32 (`float64[B, 4]`: the data comes in float64, and so must the weights that take it);
+    None (torch's float32) otherwise, and when they declare several."""
+    declared = {t.dtype for t in model_ir.graph.inputs.values() if t.dtype in LOW_OR_DOUBLE + ("float", "float32")}
+    return declared.pop() if len(declared) == 1 and next(iter(declared)) in LOW_OR_DOUBLE else None
+
+
 def _outputs(model_ir, result) -> dict[str, torch.Tensor]:
     if isinstance(result, dict):
         return result
@@ -411,7 +422,7 @@ class Trainer:
             raise TrainError(str(exc)) from None
         self.data_args = self.regime.data.parsed()
         self.make_loaders = make_loaders
-        self.model = build(self.program, name, device=self.device, seed=self.seed)
+        self.model = build(self.program, name, device=self.device, seed=self.seed, dtype=build_dtype(self.model_ir))
         if self.data.tokenizer is not None:
             vocab = next((m.num_embeddings for m in self.model.modules() if isinstance(m, torch.nn.Embedding)), None)
             if vocab is not None:
@@ -512,7 +523,7 @@ class Trainer:
         if name not in self.program.models:
             raise TrainError(f"distill: teacher model `{name}` was not built by the checker")
         self.teacher_ir = self.program.models[name]
-        teacher = build(self.program, name, device=self.device, seed=self.seed)
+        teacher = build(self.program, name, device=self.device, seed=self.seed, dtype=build_dtype(self.teacher_ir))
         path = Path(distill.checkpoint)
         if not path.is_absolute() and base is not None and not path.exists():
             path = base / path

@@ -705,6 +705,20 @@ def test_deferred_losses_count_ignored_targets_on_the_device_and_resume_exactly(
     assert [r["loss"] for r in records(resumed.folder) if "loss" in r] == losses
 
 
+@pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
+def test_a_model_whose_inputs_declare_a_dtype_is_built_in_it(tmp_path, dtype):
+    """`input image: float64[...]`: the data comes in that dtype, so the weights are made in it too
+    (they were float32: an internal error at the first step)."""
+    model = SMALL.replace("float[B, 1, 8, 8]", f"{dtype}[B, 1, 8, 8]")
+    path = write_spec(tmp_path, block(epochs="1", optimizer="sgd(lr=0.1)", schedule=None), model=model)
+    trainer = make_trainer(path, out=tmp_path / "runs")
+    result = trainer.run()
+    assert result.step == BATCHES and math.isfinite(result.metrics["val_loss"])
+    assert {p.dtype for p in trainer.model.parameters()} == {getattr(torch, dtype)}
+    assert trainer.data.train.tensors["image"].dtype == getattr(torch, dtype)
+    assert weights(result.folder)["fc1.weight"].dtype == getattr(torch, dtype)
+
+
 def test_the_plain_step_applies_only_to_a_plain_regime(tmp_path):
     """Anything the plain step does not do (accumulation, regularization, a watched train_ metric)
     keeps train_step."""
