@@ -21,7 +21,16 @@ from pathlib import Path
 import torch
 
 from modelspec.train import checkpoint as ckpt
-from modelspec.train.loop import Progress, Trainer, TrainError, _outputs, load_optimizer_state, restoring, torch_build
+from modelspec.train.loop import (
+    Progress,
+    Trainer,
+    TrainError,
+    _outputs,
+    build_dtype,
+    load_optimizer_state,
+    restoring,
+    torch_build,
+)
 
 
 def _single_output(model_ir, result) -> torch.Tensor:
@@ -74,8 +83,20 @@ class GanTrainer(Trainer):
             raise TrainError(str(exc)) from None
         self.data_args = self.regime.data.parsed()
         self.make_loaders = make_loaders
-        self.generator = build(self.program, gan.generator, device=self.device, seed=self.seed)
-        self.discriminator = build(self.program, gan.discriminator, device=self.device, seed=self.seed + 1)
+        # Both in one dtype (fakes go into the discriminator): the one their inputs declare (build_dtype)
+        dtypes = {
+            role: build_dtype(ir)
+            for role, ir in (("generator", self.generator_ir), ("discriminator", self.discriminator_ir))
+        }
+        if dtypes["generator"] != dtypes["discriminator"]:
+            raise TrainError(
+                f"the generator's inputs declare {dtypes['generator'] or 'float32'} and the discriminator's "
+                f"{dtypes['discriminator'] or 'float32'}: a gan trains both in one dtype"
+            )
+        dtype = dtypes["generator"]
+        self.noise_dtype = getattr(torch, dtype) if dtype else torch.float32
+        self.generator = build(self.program, gan.generator, device=self.device, seed=self.seed, dtype=dtype)
+        self.discriminator = build(self.program, gan.discriminator, device=self.device, seed=self.seed + 1, dtype=dtype)
         self.model = torch.nn.ModuleDict({"generator": self.generator, "discriminator": self.discriminator})
         self.optimizers, self.schedules = {}, {}
         self.batches_per_epoch = len(self.make_loaders(self.data, self.data_args, self.seed)[0])
@@ -101,7 +122,8 @@ class GanTrainer(Trainer):
         if self.regime.samples is not None:
             count = self.regime.samples.rows * self.regime.samples.cols
             generator = torch.Generator().manual_seed(self.seed + 12345)
-            self.fixed_noise = torch.randn([count, *self.noise_shape[1:]], generator=generator).to(self.device)
+            noise = torch.randn([count, *self.noise_shape[1:]], generator=generator)
+            self.fixed_noise = noise.to(self.device, self.noise_dtype)
         self.place_data()
 
     # ---- state --------------------------------------------------------------------------
@@ -161,7 +183,7 @@ class GanTrainer(Trainer):
         batch = self.to_device(window[0])
         (real_name,) = self.discriminator_ir.graph.inputs
         real = batch[real_name]
-        noise = torch.randn([real.shape[0], *self.noise_shape[1:]], device=self.device)
+        noise = torch.randn([real.shape[0], *self.noise_shape[1:]], device=self.device, dtype=self.noise_dtype)
         fake = _single_output(self.generator_ir, self.generator(noise))
 
         d_real = _single_output(self.discriminator_ir, self.discriminator(real))

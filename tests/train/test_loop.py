@@ -1169,6 +1169,21 @@ def test_gan_samples_checkpoints_and_exact_resume(tmp_path):
         assert digest(first.folder / "samples" / name) == digest(whole.folder / "samples" / name)
 
 
+def test_a_gan_is_built_in_the_dtype_its_inputs_declare_and_refuses_two(tmp_path):
+    both = GAN.replace("noise: float[", "noise: float64[").replace(
+        "image: float[B, 1, 16, 16]", "image: float64[B, 1, 16, 16]"
+    )
+    path = write_spec(tmp_path, model=both, name="gan64.mspec")
+    result = train(path, out=tmp_path / "runs", max_steps=3)
+    saved = weights(result.folder)
+    assert result.step == 3 and {v.dtype for k, v in saved.items() if k.endswith("weight")} == {torch.float64}
+    one = GAN.replace("noise: float[", "noise: float64[")
+    path = write_spec(tmp_path, model=one, name="gan_mixed.mspec")
+    with pytest.raises(TrainError, match="the generator's inputs declare float64 and the discriminator's float32"):
+        train(path, out=tmp_path / "mixed", max_steps=1)
+    assert not (tmp_path / "mixed").exists()
+
+
 # ---- TensorBoard -----------------------------------------------------------------------------------------
 
 
