@@ -52,6 +52,7 @@ The settings (`SETTINGS` gives the accepted forms):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -194,6 +195,15 @@ class TrainSpec(Spec):
     reinit: list[str] = Field(default_factory=list)  # node names given fresh parameters
     distill: Distill | None = None
     distributed: ComponentSpec | None = None
+    # The spec file declaring the block: its relative paths (data, init, a teacher's checkpoint)
+    # start at that file's folder. Not a setting: `settings()` leaves it out (config.json, resume).
+    file: str | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The block's settings as JSON values: what config.json records and a resume compares."""
+        values = json.loads(self.model_dump_json())
+        values.pop("file", None)
+        return values
 
     @model_validator(mode="after")
     def _one_duration(self):
@@ -1136,6 +1146,7 @@ class _Checker:
             reinit=v.get("reinit", []),
             distill=v["distill"][0] if "distill" in v else None,
             distributed=v.get("distributed"),
+            file=self.decl.span.file if self.decl.span else None,
         )
 
 

@@ -73,7 +73,7 @@ class GanTrainer(Trainer):
             raise TrainError(
                 f"the noise input `{self.noise_name}` of `{gan.generator}` needs known sizes, is {noise_type}"
             )
-        base = Path(self.discriminator_ir.span.file).parent if self.discriminator_ir.span else None
+        base = self.spec_folder()
         try:
             graph = self.discriminator_ir.graph
             self.data = make_data(

@@ -185,7 +185,7 @@ def _with_current_defaults(regime: dict) -> dict:
         return value
 
     try:  # only what is missing is filled in: what was recorded is compared as recorded
-        regime = {**json.loads(TrainSpec.model_validate(regime).model_dump_json()), **regime}
+        regime = {**TrainSpec.model_validate(regime).settings(), **regime}
     except ValueError:  # pydantic's ValidationError: a setting no longer known, kept as recorded
         pass
     return filled(regime)
@@ -361,6 +361,12 @@ class Trainer:
         parts = [str(v) for v in ref.args] + [f"{k}={spec_literal(v)}" for k, v in ref.kwargs.items()]
         return f"{ref.name}({', '.join(parts)})"
 
+    def spec_folder(self) -> Path | None:
+        """Where the regime's relative paths start: the folder of the file declaring its `train`
+        block (None: a spec given as text, without a file; paths then start at the working folder)."""
+        file = self.regime.file
+        return Path(file).parent if file and Path(file).parent.is_dir() else None
+
     def expected_spec_hash(self) -> str | None:
         """The IR hash the run's checkpoints carry, before anything is built (None: no such model)."""
         model = self.program.models.get(self.model_name())
@@ -412,7 +418,7 @@ class Trainer:
         self.input_names = tuple(self.model_ir.graph.inputs)
         self.output_name = next(iter(self.model_ir.graph.outputs))
         self.spec_hash = ckpt.ir_hash(self.model_ir)
-        base = Path(self.model_ir.span.file).parent if self.model_ir.span else None
+        base = self.spec_folder()
         try:
             bounds = input_bounds(self.model_ir.graph)
             self.data = make_data(
@@ -634,7 +640,7 @@ class Trainer:
             _write_json(
                 self.folder / "config.json",
                 {
-                    "regime": json.loads(self.regime.model_dump_json()),
+                    "regime": self.regime.settings(),
                     "model": self.model_ir.name,
                     "spec_hash": self.spec_hash,
                     "seed": self.seed,
@@ -664,7 +670,7 @@ class Trainer:
         run = config.get("regime")
         if not isinstance(run, dict):
             raise TrainError(f"{self.folder} is not a run folder to resume (its config.json has no regime)")
-        now = json.loads(self.regime.model_dump_json())
+        now = self.regime.settings()
         run = _with_current_defaults(run)
         extended = config.get("extended")
         last = extended[-1] if isinstance(extended, list) and extended else None
@@ -733,7 +739,7 @@ class Trainer:
         while copy.exists():
             copy, k = self.folder / f"spec-extended-{k}", k + 1
         _copy_sources(self.sources, copy)
-        run, now = config["regime"], json.loads(self.regime.model_dump_json())
+        run, now = config["regime"], self.regime.settings()
         lengths = {k: now.get(k) for k in _LENGTH}
         entry = {"from": {k: run.get(k) for k in _LENGTH}, "to": lengths, "steps": [old, new], "spec": copy.name}
         config = {**config, "regime": {**run, **lengths}, "extended": [*extended, entry]}

@@ -719,6 +719,27 @@ def test_a_model_whose_inputs_declare_a_dtype_is_built_in_it(tmp_path, dtype):
     assert weights(result.folder)["fc1.weight"].dtype == getattr(torch, dtype)
 
 
+def test_relative_paths_start_at_the_file_declaring_the_train_block(tmp_path):
+    """A train block importing its model from another folder reads `data` (and `init`) relative to
+    its own file, where the path is written (they used to start at the model's file)."""
+    import numpy as np
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "small.mspec").write_text(SMALL, encoding="utf-8")
+    generator = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=generator.normal(size=(40, 1, 8, 8)).astype(np.float32), y=np.arange(40) % 10)
+    first = block("first", data='npz("d.npz", batch=8)', schedule=None, epochs="1")
+    tuned = block("tuned", data='npz("d.npz", batch=8)', schedule=None, epochs="1", init='"base/best"')
+    path = tmp_path / "experiments.mspec"
+    path.write_text('import "models/small.mspec"\n\n' + first + "\n" + tuned, encoding="utf-8")
+    trainer = make_trainer(path, "first", out=tmp_path / "runs")
+    result = trainer.run()
+    assert result.step == 4 and trainer.data.info["source"].endswith("d.npz")
+    (tmp_path / "base").mkdir()
+    shutil.copytree(last_checkpoint(result.folder), tmp_path / "base" / "best")
+    assert make_trainer(path, "tuned", out=tmp_path / "runs").run().step == 4
+
+
 def test_the_plain_step_applies_only_to_a_plain_regime(tmp_path):
     """Anything the plain step does not do (accumulation, regularization, a watched train_ metric)
     keeps train_step."""
