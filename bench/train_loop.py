@@ -51,7 +51,7 @@ cores is discarded and run again once the machine is quiet (Quiet below).
     python bench/train_loop.py --only mlp --profile   # cProfile of the Trainer's epochs
     python bench/train_loop.py --cpu-time --no-wait   # 1 thread, CPU time: what a busy machine cannot skew
     python bench/train_loop.py --device cuda --no-wait [--precision bf16]   # on a GPU (the hand
-        loops keep the data on the device; the Trainer copies each batch there)
+        loops keep the data on the device, as the Trainer does with data that fits)
 
 --cpu-time measures this process's CPU time with one torch thread: waiting
 for a core that another process holds does not count, so the ratio holds on
@@ -200,7 +200,7 @@ class HandSide:
         self.select = select
         (self.input,) = t.model_ir.graph.inputs
         # On an accelerator the hand loop keeps this small data set on the device (what a tuned loop
-        # does); the Trainer copies each batch there.
+        # does, and the Trainer's place_data).
         self.device = t.device
         train, val = t.data.train.tensors, t.data.val.tensors
         self.x, self.y = train[self.input].to(self.device), train["label"].to(self.device)
