@@ -802,8 +802,11 @@ class Trainer:
             hook=self.options.checkpoint_hook,
             metadata=metadata,
         )
-        # The new checkpoint is protected too: `prune` keeps the highest steps, which need not include it
-        ckpt.prune(self.checkpoints, self.regime.keep, protect={path, self.best_path} - {None})
+        # The new checkpoint is protected too: `prune` keeps the highest steps, which need not include it.
+        # Without periodic checkpoints the only ones are the best's and the end's: the newest is kept
+        # (what a resume starts from), not every improvement of `best` (best/ holds its copy).
+        keep = self.regime.keep or (1 if self.regime.checkpoint is None else None)
+        ckpt.prune(self.checkpoints, keep, protect={path, self.best_path} - {None})
         self.saved = (key, path)
         return path
 

@@ -719,6 +719,17 @@ def test_a_model_whose_inputs_declare_a_dtype_is_built_in_it(tmp_path, dtype):
     assert weights(result.folder)["fc1.weight"].dtype == getattr(torch, dtype)
 
 
+def test_without_periodic_checkpoints_improvements_of_best_do_not_pile_up(tmp_path):
+    """`best` without `checkpoint`: each improvement is saved (best/ gets its copy), but
+    checkpoints/ keeps only the newest and the best, not every improvement."""
+    path = write_spec(tmp_path, block(epochs="5", best="min(val_loss)", checkpoint=None))
+    result = train(path, out=tmp_path / "runs")
+    kept = [p.name for p in ckpt.checkpoints(result.folder / "checkpoints")]
+    assert f"step-{5 * BATCHES:08d}" in kept and len(kept) <= 2
+    assert json.loads((result.folder / "best" / "state.json").read_text())["step"] == result.best["step"]
+    assert f"step-{result.best['step']:08d}" in kept
+
+
 def test_relative_paths_start_at_the_file_declaring_the_train_block(tmp_path):
     """A train block importing its model from another folder reads `data` (and `init`) relative to
     its own file, where the path is written (they used to start at the model's file)."""
