@@ -323,7 +323,8 @@ def build_dtype(model_ir) -> str | None:
     float32 (`float64[B, 4]`: the data comes in float64, and so must the weights that take it);
     None (torch's float32) otherwise, and when they declare several."""
     declared = {t.dtype for t in model_ir.graph.inputs.values() if t.dtype in LOW_OR_DOUBLE + ("float", "float32")}
-    return declared.pop() if len(declared) == 1 and next(iter(declared)) in LOW_OR_DOUBLE else None
+    (only,) = declared if len(declared) == 1 else (None,)
+    return only if only in LOW_OR_DOUBLE else None
 
 
 def _outputs(model_ir, result) -> dict[str, torch.Tensor]:
@@ -889,8 +890,12 @@ class Trainer:
             result = module(*inputs)
         return result if isinstance(result, dict) else {self.output_name: result}
 
+    def batches_on_device(self) -> bool:
+        """Whether batches come on the training device already (the CPU, or data moved there whole)."""
+        return self.device.type == "cpu" or self.data.device is not None
+
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if self.device.type == "cpu" or self.data.device is not None:  # the data is there already
+        if self.batches_on_device():
             return batch
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
@@ -935,7 +940,7 @@ class Trainer:
         runner, mean_of, criterion = self.runner, self.loss.criterion.mean, self.loss.criterion
         optimizer_step, zero_grad = self.optimizer.step, self.optimizer.zero_grad
         schedule_step = self.schedule.step if self.schedule is not None else None
-        to_device = self.to_device if self.device.type != "cpu" and self.data.device is None else None
+        to_device = None if self.batches_on_device() else self.to_device
         autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.autocast else None
         read_now, pending = self.read_each_step, self.pending
         clip, trainable, clip_norm = regime.clip_grad, self.trainable, torch.nn.utils.clip_grad_norm_
